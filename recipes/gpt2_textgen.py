@@ -1,0 +1,25 @@
+"""Recipe: train `gpt2_textgen` with the shared trainer.
+
+    python recipes/gpt2_textgen.py                 # embedded default data and settings
+    python recipes/gpt2_textgen.py --epochs 5 --set KEY=VALUE
+
+The same as `zoo train gpt2_textgen`; `--help` lists every flag.
+"""
+
+import argparse
+import sys
+
+from zoo import cli, registry
+
+NAME = "gpt2_textgen"
+DEFAULTS = dict(registry.get_entry(NAME).task.train_defaults)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli.add_train_arguments(parser, DEFAULTS)
+    return cli.run_training(NAME, parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""zoo: a Keras 3 / TensorFlow model zoo.
+
+```python
+import zoo
+
+zoo.list_models()                          # ['dcgan', 'gpt2_textgen', 'mlp_regressor']
+model = zoo.get("gpt2_textgen", num_layers=2)
+run = zoo.train("mlp_regressor", epochs=5)
+```
+
+Importing `zoo`, listing and describing models do not import TensorFlow;
+building and training do.
+"""
+
+from zoo.quiet import quiet_tensorflow as _quiet_tensorflow
+
+_quiet_tensorflow()
+
+from zoo.config import apply_overrides  # noqa: E402
+from zoo.registry import get, get_config, info, list_models, register  # noqa: E402
+from zoo.task import Data, Task  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def train(name, **kwargs):
+    """Trains model `name` with the shared trainer; see `zoo.trainer.train`."""
+    from zoo import trainer
+
+    return trainer.train(name, **kwargs)
+
+
+def load_run(run_dir):
+    """Opens a finished run directory as a `zoo.trainer.Run`."""
+    from zoo import trainer
+
+    return trainer.Run.load(run_dir)
+
+
+__all__ = [
+    "Data", "Task", "apply_overrides", "get", "get_config", "info", "list_models",
+    "load_run", "register", "train",
+]

@@ -1,0 +1,340 @@
+"""`dcgan`: a deep convolutional GAN (Radford et al., 2015) for small images."""
+
+import dataclasses
+
+from zoo import config as config_lib
+from zoo import registry
+from zoo.task import Task
+
+
+@dataclasses.dataclass(frozen=True)
+class DCGANConfig:
+    """Config of `dcgan`.
+
+    Attributes:
+        image_height: int. Height of the generated images; a multiple of
+            2**num_upsamples. Defaults to 8, the scikit-learn digits.
+        image_width: int. Width of the generated images; a multiple of
+            2**num_upsamples. Defaults to 8.
+        channels: int. 1 for grayscale, 3 for colour. Defaults to 1.
+        latent_dim: int. Size of the generator's noise vector. Defaults to 64.
+        num_upsamples: int. Strided transposed convolutions in the generator
+            (and strided convolutions in the discriminator); each doubles
+            the image size. Defaults to 2.
+        generator_filters: int. Filters of the generator's last upsampling
+            block; earlier blocks double it. Defaults to 64.
+        discriminator_filters: int. Filters of the discriminator's first
+            block; later blocks double it. Defaults to 64.
+        leaky_relu_slope: float. Negative slope of the LeakyReLU layers.
+            Defaults to 0.2.
+    """
+
+    image_height: int = 8
+    image_width: int = 8
+    channels: int = 1
+    latent_dim: int = 64
+    num_upsamples: int = 2
+    generator_filters: int = 64
+    discriminator_filters: int = 64
+    leaky_relu_slope: float = 0.2
+
+    def __post_init__(self):
+        config_lib.require(self.num_upsamples >= 1, "num_upsamples", self.num_upsamples, "must be at least 1")
+        factor = 2**self.num_upsamples
+        for field in ("image_height", "image_width"):
+            size = getattr(self, field)
+            config_lib.require(
+                size >= factor and size % factor == 0, field, size,
+                f"the DCGAN reaches only multiples of {factor} (2**num_upsamples, "
+                f"num_upsamples={self.num_upsamples}), such as {factor * max(1, size // factor)} "
+                f"or {factor * (size // factor + 1)}; resize the data or change num_upsamples",
+            )
+        config_lib.require(self.channels in (1, 3), "channels", self.channels, "must be 1 or 3")
+        for field in ("latent_dim", "generator_filters", "discriminator_filters"):
+            config_lib.require(getattr(self, field) >= 1, field, getattr(self, field), "must be at least 1")
+        config_lib.require(
+            0.0 <= self.leaky_relu_slope < 1.0, "leaky_relu_slope", self.leaky_relu_slope, "must be in [0, 1)"
+        )
+
+
+class DCGANTask(Task):
+    """Adversarial training with Adam(2e-4, beta_1=0.5) for both networks."""
+
+    default_data = "digits"
+    data_help = "digits (default), mnist, fashion_mnist, cifar10 (tfds), or a folder of images"
+    train_defaults = {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4}
+
+    def compile(self, model, config, train_config=None, steps_per_epoch=None):
+        import keras
+
+        learning_rate = train_config.learning_rate if train_config else self.train_defaults["learning_rate"]
+        extra = {}
+        if train_config is not None:
+            extra = {"steps_per_execution": train_config.steps_per_execution,
+                     "jit_compile": train_config.jit_compile}
+        model.compile(
+            d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
+            g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
+            **extra,
+        )
+
+    def count_params(self, config):
+        n = config.num_upsamples
+        h, w = config.image_height >> n, config.image_width >> n
+        # Generator: Dense to h*w*f0, BN, then n transposed convs (4x4), BN
+        # after each but the last, which outputs `channels` with tanh.
+        widths = [config.generator_filters * 2 ** (n - 1 - i) for i in range(n)]
+        f0 = widths[0] * 2 if n > 1 else widths[0]
+        total = config.latent_dim * h * w * f0 + h * w * f0 + 4 * f0
+        prev = f0
+        for i, f in enumerate(widths[1:] + [config.channels]):
+            total += 16 * prev * f + f
+            if i < n - 1:
+                total += 4 * f
+            prev = f
+        # Discriminator: n strided 4x4 convs, BN after all but the first.
+        prev = config.channels
+        for i in range(n):
+            f = config.discriminator_filters * 2**i
+            total += 16 * prev * f + f + (4 * f if i else 0)
+            prev = f
+        return total + h * w * prev + 1
+
+
+def _build_generator(config):
+    import keras
+
+    n = config.num_upsamples
+    h, w = config.image_height >> n, config.image_width >> n
+    widths = [config.generator_filters * 2 ** (n - 1 - i) for i in range(n)]
+    f0 = widths[0] * 2 if n > 1 else widths[0]
+    noise = keras.Input((config.latent_dim,), name="noise")
+    x = keras.layers.Dense(h * w * f0, name="project")(noise)
+    x = keras.layers.Reshape((h, w, f0))(x)
+    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+    for i, f in enumerate(widths[1:]):
+        x = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", name=f"up_{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"up_{i}_bn")(x)
+        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+    images = keras.layers.Conv2DTranspose(
+        config.channels, 4, strides=2, padding="same", activation="tanh", name="to_image"
+    )(x)
+    return keras.Model(noise, images, name="generator")
+
+
+def _build_discriminator(config):
+    import keras
+
+    images = keras.Input((config.image_height, config.image_width, config.channels), name="images")
+    x = images
+    for i in range(config.num_upsamples):
+        x = keras.layers.Conv2D(
+            config.discriminator_filters * 2**i, 4, strides=2, padding="same", name=f"down_{i}"
+        )(x)
+        if i:
+            x = keras.layers.BatchNormalization(name=f"down_{i}_bn")(x)
+        x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+    x = keras.layers.Flatten()(x)
+    logits = keras.layers.Dense(1, name="logit")(x)
+    return keras.Model(images, logits, name="discriminator")
+
+
+def _dcgan_class():
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="zoo")
+    class DCGAN(keras.Model):
+        """A generator and a discriminator trained against each other.
+
+        Calling the model on noise of shape `(batch, latent_dim)` runs the
+        generator and returns images in [-1, 1]. `train_step` follows the
+        Keras 3 guide "Customizing what happens in fit() with TensorFlow":
+        one discriminator update on real and generated images, then one
+        generator update, with per-example binary cross-entropy averaged
+        over the global batch (so MirroredStrategy gives the same update as
+        one device) and loss trackers returned by `metrics`. Noise comes
+        from a `keras.random.SeedGenerator`; each replica draws the whole
+        global batch's noise and keeps its own slice, so the noise does not
+        depend on the number of replicas.
+        """
+
+        def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.generator = generator
+            self.discriminator = discriminator
+            self.latent_dim = latent_dim
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+            self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+            self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+
+        def compile(self, d_optimizer, g_optimizer, **kwargs):
+            super().compile(**kwargs)
+            self.d_optimizer = d_optimizer
+            self.g_optimizer = g_optimizer
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+            self.g_optimizer.build(self.generator.trainable_variables)
+            # `fit` reads `self.optimizer.iterations` as the global step.
+            self.optimizer = self.g_optimizer
+
+        @property
+        def metrics(self):
+            return [self.d_loss_tracker, self.g_loss_tracker]
+
+        def call(self, noise, training=False):
+            return self.generator(noise, training=training)
+
+        def _noise(self, local_batch):
+            context = tf.distribute.get_replica_context()
+            replicas = context.num_replicas_in_sync if context else 1
+            replica = context.replica_id_in_sync_group if context else 0
+            noise = keras.random.normal(
+                (local_batch * replicas, self.latent_dim), seed=self.seed_generator
+            )
+            return noise[replica * local_batch : (replica + 1) * local_batch], replicas
+
+        def train_step(self, data):
+            real = data[0] if isinstance(data, tuple) else data
+            local_batch = tf.shape(real)[0]
+            noise, replicas = self._noise(local_batch)
+            global_batch = local_batch * replicas
+
+            def mean_loss(labels, logits):
+                per_example = tf.nn.sigmoid_cross_entropy_with_logits(labels, logits)
+                per_example = tf.reduce_mean(per_example, axis=-1)
+                return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+
+            fake = self.generator(noise, training=True)
+            with tf.GradientTape() as tape:
+                real_logits = self.discriminator(real, training=True)
+                fake_logits = self.discriminator(fake, training=True)
+                d_loss = mean_loss(tf.ones_like(real_logits), real_logits) + mean_loss(
+                    tf.zeros_like(fake_logits), fake_logits
+                )
+            grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+            self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
+
+            with tf.GradientTape() as tape:
+                fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+                g_loss = mean_loss(tf.ones_like(fake_logits), fake_logits)
+            grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            self.g_optimizer.apply(grads, self.generator.trainable_variables)
+
+            # Trackers average over replicas, so give each the replica mean.
+            scale = tf.cast(replicas, d_loss.dtype)
+            self.d_loss_tracker.update_state(d_loss * scale)
+            self.g_loss_tracker.update_state(g_loss * scale)
+            return {"loss": self.d_loss_tracker.result() + self.g_loss_tracker.result(),
+                    "d_loss": self.d_loss_tracker.result(),
+                    "g_loss": self.g_loss_tracker.result()}
+
+        def test_step(self, data):
+            real = data[0] if isinstance(data, tuple) else data
+            local_batch = tf.shape(real)[0]
+            noise = keras.random.normal((local_batch, self.latent_dim), seed=self.seed_generator)
+            real_logits = self.discriminator(real, training=False)
+            fake_logits = self.discriminator(self.generator(noise, training=False), training=False)
+            bce = keras.losses.binary_crossentropy
+            d_loss = tf.reduce_mean(bce(tf.ones_like(real_logits), real_logits, from_logits=True)) + \
+                tf.reduce_mean(bce(tf.zeros_like(fake_logits), fake_logits, from_logits=True))
+            g_loss = tf.reduce_mean(bce(tf.ones_like(fake_logits), fake_logits, from_logits=True))
+            self.d_loss_tracker.update_state(d_loss)
+            self.g_loss_tracker.update_state(g_loss)
+            return {"loss": self.d_loss_tracker.result() + self.g_loss_tracker.result(),
+                    "d_loss": self.d_loss_tracker.result(),
+                    "g_loss": self.g_loss_tracker.result()}
+
+        def generate(self, num_images, seed=None):
+            """Returns `num_images` generated images as floats in [0, 1].
+
+            Args:
+                num_images: int. How many images.
+                seed: int. Makes the images reproducible. Defaults to None.
+
+            Returns:
+                A NumPy array of shape `(num_images, height, width, channels)`.
+            """
+            import numpy as np
+
+            if not isinstance(num_images, int) or num_images < 1:
+                raise ValueError(
+                    f"Invalid value for `num_images`: must be a positive int. "
+                    f"Received: num_images={num_images!r}."
+                )
+            rng = np.random.default_rng(seed)
+            noise = rng.standard_normal((num_images, self.latent_dim)).astype("float32")
+            images = self.generator.predict(noise, batch_size=256, verbose=0)
+            return (np.clip(images, -1.0, 1.0) + 1.0) / 2.0
+
+        def get_config(self):
+            return {
+                **super().get_config(),
+                "generator": keras.saving.serialize_keras_object(self.generator),
+                "discriminator": keras.saving.serialize_keras_object(self.discriminator),
+                "latent_dim": self.latent_dim,
+                "seed": self.seed,
+            }
+
+        def get_compile_config(self):
+            return {
+                "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+                "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            }
+
+        def compile_from_config(self, config):
+            self.compile(
+                d_optimizer=keras.saving.deserialize_keras_object(config["d_optimizer"]),
+                g_optimizer=keras.saving.deserialize_keras_object(config["g_optimizer"]),
+            )
+
+        @classmethod
+        def from_config(cls, config):
+            config = dict(config)
+            config["generator"] = keras.saving.deserialize_keras_object(config["generator"])
+            config["discriminator"] = keras.saving.deserialize_keras_object(config["discriminator"])
+            return cls(**config)
+
+    DCGAN.__qualname__ = "DCGAN"
+    return DCGAN
+
+
+_CLASS = []
+
+
+def DCGAN(*args, **kwargs):
+    """The `DCGAN` Keras model class (defined on first use, with TensorFlow)."""
+    if not _CLASS:
+        _CLASS.append(_dcgan_class())
+    return _CLASS[0](*args, **kwargs)
+
+
+@registry.register("dcgan", config=DCGANConfig, task=DCGANTask())
+def dcgan(config, seed=None):
+    """A DCGAN that generates small grayscale or colour images.
+
+    The generator projects noise, then upsamples with strided transposed
+    convolutions, batch normalization and LeakyReLU to a tanh image; the
+    discriminator mirrors it with strided convolutions. Image height, width
+    and channels come from the config, so 8x8 digits, 28x28 MNIST and 32x32
+    colour images all fit.
+
+    Args:
+        config: `DCGANConfig`. The architecture.
+        seed: int. Seeds the training noise. Defaults to None.
+
+    ```python
+    gan = zoo.get("dcgan")
+    images = gan.generate(16, seed=0)  # (16, 8, 8, 1), in [0, 1]
+    ```
+    """
+    model = DCGAN(_build_generator(config), _build_discriminator(config), config.latent_dim, seed=seed)
+    model(_zeros(config))  # Builds the model's variables.
+    return model
+
+
+def _zeros(config):
+    import numpy as np
+
+    return np.zeros((1, config.latent_dim), "float32")

@@ -1,0 +1,123 @@
+"""What the shared trainer needs from a model: data, compile, evaluation.
+
+A `Task` holds the model-specific hooks of a registry entry. The trainer in
+`zoo.trainer` calls them in this order: `load_data`, `build`, `prepare`
+(inside the strategy scope, for example to adapt a `Normalization` layer),
+`compile`, then `callbacks` and `summaries` during `fit`, then `evaluate` and
+`export`. Nothing here imports TensorFlow at module level.
+"""
+
+import dataclasses
+import typing
+
+
+@dataclasses.dataclass
+class Data:
+    """The datasets of a run.
+
+    Attributes:
+        train: `tf.data.Dataset`. Unbatched training examples.
+        validation: `tf.data.Dataset` or None. Unbatched validation examples.
+        test: `tf.data.Dataset` or None. Unbatched test examples.
+        num_train: int. The number of training examples.
+        name: str. The dataset's name for logs and `config.json`.
+        config_updates: dict. Model config fields that follow from the
+            data, such as the number of input features.
+        extras: dict. Anything else the task's hooks share, such as the
+            raw arrays or a tokenizer.
+    """
+
+    train: typing.Any
+    validation: typing.Any = None
+    test: typing.Any = None
+    num_train: int = 0
+    name: str = ""
+    config_updates: dict = dataclasses.field(default_factory=dict)
+    extras: dict = dataclasses.field(default_factory=dict)
+
+
+class Task:
+    """Hooks of a model for the shared trainer; subclass per model.
+
+    The defaults train a compiled Keras model on `data=(x, y)` arrays with a
+    seeded 90/10 train/validation split.
+
+    Attributes:
+        default_data: str or None. The embedded dataset used when `data` is
+            not given.
+        data_help: str. What `data=` accepts, for `zoo info`.
+        train_defaults: dict. Default `epochs`, `batch_size` and
+            `learning_rate` of the recipe.
+        has_presets: bool. Whether the builder takes `preset=`.
+        tokens_per_example: int or None. Set by text tasks so the trainer
+            logs tokens/s.
+    """
+
+    default_data = None
+    data_help = "data=(x, y) NumPy arrays"
+    train_defaults = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3}
+    has_presets = False
+
+    def load_data(self, data, config, options, seed):
+        """Returns a `Data` for `data` (a name, path or arrays)."""
+        if not (isinstance(data, tuple) and len(data) == 2):
+            raise ValueError(
+                f"This model needs data=(x, y) arrays. Received: data={data!r}."
+            )
+        import numpy as np
+        import tensorflow as tf
+
+        x, y = (np.asarray(a) for a in data)
+        order = np.random.default_rng(seed).permutation(len(x))
+        cut = max(1, len(x) // 10)
+        val, train = order[:cut], order[cut:]
+        return Data(
+            train=tf.data.Dataset.from_tensor_slices((x[train], y[train])),
+            validation=tf.data.Dataset.from_tensor_slices((x[val], y[val])),
+            num_train=len(train),
+            name="arrays",
+        )
+
+    def batch(self, dataset, batch_size, *, training, seed=0):
+        """Batches an unbatched dataset for `fit` or `evaluate`."""
+        import tensorflow as tf
+
+        if training:
+            dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+    def compile(self, model, config, train_config=None, steps_per_epoch=None):
+        """Compiles `model` with the task's optimizer and loss.
+
+        `train_config` is None when `zoo.get` compiles with defaults.
+        """
+        model.compile(optimizer="adam", loss="mse")
+
+    def prepare(self, model, data):
+        """Fits data-dependent layers (runs inside the strategy scope)."""
+
+    def callbacks(self, model, data, train_config, run_dir):
+        """Returns extra Keras callbacks for `fit`."""
+        return []
+
+    def summaries(self, model, data, epoch):
+        """Writes extra TensorBoard summaries (images, text) for `epoch`.
+
+        Runs inside a default summary writer, so `tf.summary.image(...)`
+        needs no writer or step.
+        """
+
+    def evaluate(self, model, data, train_config):
+        """Returns the final metrics as a flat dict of floats."""
+        return {}
+
+    def export(self, model, data, run_dir):
+        """Writes extra artifacts (a preset, a sample grid) into `run_dir`."""
+
+    def count_params(self, config):
+        """The parameter count of `config`, computed without TensorFlow."""
+        return None
+
+    def tokens_per_example(self, config):
+        """Tokens in one example, for tokens/s; None for non-text models."""
+        return None
