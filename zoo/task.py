@@ -114,6 +114,13 @@ class Task:
     def export(self, model, data, run_dir):
         """Writes extra artifacts (a preset, a sample grid) into `run_dir`."""
 
+    def generate(self, run_dir, args):
+        """Runs `zoo generate` on a finished run; returns the exit status."""
+        raise ValueError(
+            f"`zoo generate` makes images or text; this run's model has no "
+            f"generator. Received: {run_dir}."
+        )
+
     def count_params(self, config):
         """The parameter count of `config`, computed without TensorFlow."""
         return None
