@@ -30,6 +30,24 @@ def train(name, **kwargs):
     return trainer.train(name, **kwargs)
 
 
+def load_model(path, **kwargs):
+    """Loads a `.keras` file saved by zoo, with `safe_mode` on.
+
+    The same as `keras.models.load_model`, after registering zoo's own
+    Keras classes (such as `DCGAN`), which plain Keras cannot find alone.
+
+    ```python
+    model = zoo.load_model("runs/dcgan/20260101-120000/model.keras")
+    ```
+    """
+    import keras
+
+    from zoo.models import dcgan
+
+    dcgan.dcgan_class()
+    return keras.models.load_model(path, **kwargs)
+
+
 def load_run(run_dir):
     """Opens a finished run directory as a `zoo.trainer.Run`."""
     from zoo import trainer
@@ -39,5 +57,5 @@ def load_run(run_dir):
 
 __all__ = [
     "Data", "Task", "apply_overrides", "get", "get_config", "info", "list_models",
-    "load_run", "register", "train",
+    "load_model", "load_run", "register", "train",
 ]

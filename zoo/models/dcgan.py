@@ -303,11 +303,19 @@ def _dcgan_class():
 _CLASS = []
 
 
-def DCGAN(*args, **kwargs):
-    """The `DCGAN` Keras model class (defined on first use, with TensorFlow)."""
+def dcgan_class():
+    """Returns the `DCGAN` Keras class, defining and registering it once.
+
+    It is defined on first use so that importing zoo needs no TensorFlow.
+    """
     if not _CLASS:
         _CLASS.append(_dcgan_class())
-    return _CLASS[0](*args, **kwargs)
+    return _CLASS[0]
+
+
+def DCGAN(*args, **kwargs):
+    """Creates a `DCGAN` model; see `dcgan_class()`."""
+    return dcgan_class()(*args, **kwargs)
 
 
 @registry.register("dcgan", config=DCGANConfig, task=DCGANTask())
