@@ -93,6 +93,14 @@ class Task:
         """
         model.compile(optimizer="adam", loss="mse")
 
+    def build(self, builder, config, preset, data):
+        """Builds the model (runs inside the strategy scope).
+
+        Override to pass the builder what the data made, such as a
+        tokenizer trained on the training split.
+        """
+        return builder(config, preset=preset) if self.has_presets else builder(config)
+
     def prepare(self, model, data):
         """Fits data-dependent layers (runs inside the strategy scope)."""
 

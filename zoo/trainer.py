@@ -377,7 +377,7 @@ def train(
     )
 
     with tf_strategy.scope():
-        model = entry.builder(model_config, preset=preset) if task.has_presets else entry.builder(model_config)
+        model = task.build(entry.builder, model_config, preset, dataset)
         task.prepare(model, dataset)
         task.compile(model, model_config, train_config, steps_per_epoch)
         if model.optimizer is not None and not model.optimizer.built:
