@@ -149,8 +149,11 @@ def _cmd_info(args):
     width = max(len(f["name"]) for f in info["fields"])
     for field in info["fields"]:
         print(f"  {field['name']:<{width}}  {field['type']} = {field['default']!r}")
-        if field["doc"]:
-            print(f"  {'':<{width}}    {field['doc']}")
+        doc = field["doc"]
+        if doc.startswith(field["type"] + ". "):
+            doc = doc[len(field["type"]) + 2 :]
+        if doc:
+            print(f"  {'':<{width}}    {doc}")
     return 0
 
 

@@ -160,6 +160,10 @@ def get(name, *, preset=None, **overrides):
     quiet.quiet_tensorflow()
     model = entry.builder(config, preset=preset) if entry.task.has_presets else entry.builder(config)
     entry.task.compile(model, config)
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        # A built optimizer saves its slots with the model, so a `.keras`
+        # file of a fresh model reloads without optimizer-mismatch warnings.
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
