@@ -1,13 +1,68 @@
 """Workarounds for upstream bugs, each in one place with its issue number.
 
-Each fix has a test in `tests/test_workarounds.py` that fails without it.
-Remove a fix once the Keras release that `setup.cfg` requires carries the
-upstream fix, and its test then passes with the fix turned off.
+Keras 3's `fit` does not work under `MultiWorkerMirroredStrategy` as
+released (keras#20585, tensorflow#72388). Each fix below patches one Keras
+function or method, names the upstream issue and has a test in
+`tests/test_workarounds.py` that runs a real 2-worker cluster and shows the
+failure with the fix turned off. Remove a fix once the Keras release that
+`setup.cfg` requires carries the upstream fix and its test then reports no
+failure with the fix off.
+
+To turn fixes off, for a bug report or to check a new Keras release:
+`ZOO_DISABLE_WORKAROUNDS=symbolic_build,scalar_reduce` (or `all`) in the
+environment, or `with zoo.workarounds.disabled("scalar_reduce"): ...`.
 """
 
+import contextlib
 import functools
+import os
+import shutil
+import tempfile
 
-_APPLIED = set()
+# Names of fixes to leave out, comma-separated, or "all".
+DISABLE_ENV = "ZOO_DISABLE_WORKAROUNDS"
+FIXES = ("symbolic_build", "scalar_reduce", "backup_and_restore")
+
+# name -> [(owner, attribute, original, patched)] for each applied fix.
+_APPLIED = {}
+
+
+def _skip(name):
+    """Whether fix `name` is applied already or turned off by the env var."""
+    disabled = {n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",")}
+    return name in _APPLIED or name in disabled or "all" in disabled
+
+
+def _install(name, changes):
+    """Sets each `(owner, attribute, patched)` and remembers the original."""
+    _APPLIED[name] = [(o, a, getattr(o, a), new) for o, a, new in changes]
+    for owner, attr, _, new in _APPLIED[name]:
+        setattr(owner, attr, new)
+
+
+@contextlib.contextmanager
+def disabled(*names):
+    """Turns applied fixes off inside the block, to show what they fix.
+
+    Args:
+        *names: str. Fix names from `FIXES`.
+
+    ```python
+    with zoo.workarounds.disabled("scalar_reduce"):
+        model.fit(...)  # Fails under MultiWorkerMirroredStrategy.
+    ```
+    """
+    for name in names:
+        if name not in FIXES:
+            raise ValueError(f"Unknown fix '{name}'. Accepted: {', '.join(FIXES)}.")
+    changes = [c for n in names for c in _APPLIED.get(n, [])]
+    for owner, attr, original, _ in changes:
+        setattr(owner, attr, original)
+    try:
+        yield
+    finally:
+        for owner, attr, _, patched in changes:
+            setattr(owner, attr, patched)
 
 
 def patch_symbolic_build():
@@ -15,15 +70,16 @@ def patch_symbolic_build():
 
     Before the first step, Keras 3's TensorFlow trainer builds the model
     symbolically from one data batch, and to get a single batch from a
-    distributed one it runs `strategy.reduce("MEAN", batch)`. That is a
-    collective across workers under MultiWorkerMirroredStrategy, where
-    workers may disagree on shapes, and it fails on bool and string tensors
-    under MirroredStrategy ("Value for attr 'T' of bool is not in the
-    list", as keras-hub's GPT-2 preprocessor yields a bool `padding_mask`).
-    The build only needs shapes and dtypes, so this takes the first local
-    replica's batch instead: no collective, any dtype.
+    distributed one it runs `strategy.reduce("MEAN", batch)`. Under
+    MultiWorkerMirroredStrategy that fails on any `(x, y)` batch ("Attempt
+    to convert a value (PerReplica...) to a Tensor"), and under
+    MirroredStrategy it fails on bool and string tensors ("Value for attr
+    'T' of bool is not in the list", as keras-hub's GPT-2 preprocessor
+    yields a bool `padding_mask`). The build only needs shapes and dtypes,
+    so this takes the first local replica's batch instead: no collective,
+    any dtype.
     """
-    if "symbolic_build" in _APPLIED:
+    if _skip("symbolic_build"):
         return
     import tensorflow as tf
     from keras.src import tree
@@ -45,8 +101,9 @@ def patch_symbolic_build():
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
-    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
-    _APPLIED.add("symbolic_build")
+    _install("symbolic_build", [
+        (tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build", _maybe_symbolic_build),
+    ])
 
 
 def patch_scalar_reduce():
@@ -54,12 +111,12 @@ def patch_scalar_reduce():
 
     `reduce_per_replica(..., "mean")` calls `strategy.reduce("MEAN", v,
     axis=0)` for every logged value under MultiWorkerMirroredStrategy; a
-    0-d loss or metric has no axis 0 and the step fails. Scalars are
-    reduced with `axis=None` instead, which is the same mean.
+    0-d loss or metric has no axis 0 and tracing the train step fails
+    ("Invalid reduction dimension 0 for input with 0 dimensions"). Scalars
+    are reduced with `axis=None` instead, which is the same mean.
     """
-    if "scalar_reduce" in _APPLIED:
+    if _skip("scalar_reduce"):
         return
-    import tensorflow as tf
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
@@ -79,14 +136,85 @@ def patch_scalar_reduce():
             return tree.map_structure(_reduce, values)
         return original(values, strategy, reduction)
 
-    tf_trainer.reduce_per_replica = reduce_per_replica
-    _APPLIED.add("scalar_reduce")
+    _install("scalar_reduce", [(tf_trainer, "reduce_per_replica", reduce_per_replica)])
+
+
+def patch_backup_and_restore():
+    """keras#20585: `BackupAndRestore` on every worker writes one directory.
+
+    Keras 3's `BackupAndRestore` has no notion of a chief: every worker of
+    a MultiWorkerMirroredStrategy cluster writes `latest.weights.h5` and
+    `training_metadata.json` into the same `backup_dir` and at the end
+    deletes it, racing with the others (Keras 2 wrote non-chief backups to
+    temporary directories). With this fix, on a non-chief worker of a
+    cluster the callback restores from `backup_dir`, read-only, so every
+    worker resumes the same epoch, but saves into a temporary directory of
+    its own and deletes only that one. The chief keeps the stock
+    behaviour. zoo's own trainer does not use `BackupAndRestore`: its
+    `Checkpoint` already writes this way, so this fix is for callbacks that
+    users pass to `zoo.train(callbacks=...)` or to their own `fit`.
+    """
+    if _skip("backup_and_restore"):
+        return
+    from keras.src.callbacks import backup_and_restore as bar
+    from keras.src.utils import file_utils
+
+    from zoo import distribute
+
+    cls = bar.BackupAndRestore
+    original_init, original_load = cls.__init__, cls._load_model
+    original_begin, original_end = cls.on_train_begin, cls.on_train_end
+
+    @functools.wraps(original_init)
+    def __init__(self, backup_dir, *args, **kwargs):
+        original_init(self, backup_dir, *args, **kwargs)
+        self._zoo_restore_from = None
+        if distribute.cluster_workers() >= 2 and not distribute.is_chief():
+            self._zoo_restore_from = (
+                (self._weights_path, self._training_metadata_path),
+                (self._prev_weights_path, self._prev_training_metadata_path),
+            )
+            own = tempfile.mkdtemp(prefix=f"zoo-backup-{distribute.task_id()}-")
+            self.backup_dir = own
+            self._weights_path = file_utils.join(own, "latest.weights.h5")
+            self._training_metadata_path = file_utils.join(own, "training_metadata.json")
+            self._prev_weights_path = f"{self._weights_path}.bkp"
+            self._prev_training_metadata_path = f"{self._training_metadata_path}.bkp"
+
+    def on_train_begin(self, logs=None):
+        if getattr(self, "_zoo_restore_from", None) is None:
+            return original_begin(self, logs)
+        # The chief's latest backup, or its previous one if the latest
+        # cannot be read; never written to from here.
+        own = self._weights_path, self._training_metadata_path
+        (latest, previous) = self._zoo_restore_from
+        for paths in (latest, previous):
+            self._weights_path, self._training_metadata_path = paths
+            try:
+                return original_load(self)
+            except OSError:
+                if paths is previous:
+                    raise
+            finally:
+                self._weights_path, self._training_metadata_path = own
+
+    def on_train_end(self, logs=None):
+        if getattr(self, "_zoo_restore_from", None) is None:
+            return original_end(self, logs)
+        shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+    _install("backup_and_restore", [
+        (cls, "__init__", __init__),
+        (cls, "on_train_begin", on_train_begin),
+        (cls, "on_train_end", on_train_end),
+    ])
 
 
 def apply_multi_worker_fixes():
     """Applies every fix that `fit` under MultiWorkerMirroredStrategy needs."""
     patch_symbolic_build()
     patch_scalar_reduce()
+    patch_backup_and_restore()
 
 
 def apply_all():
