@@ -221,6 +221,8 @@ def _env_info(strategy):
 
 def _saved_config_mismatch(saved, new):
     diffs = []
+    # Compare as JSON sees them: a saved tuple reads back as a list.
+    new = json.loads(json.dumps(new, default=_json_default))
     for section in ("model", "train"):
         a, b = saved.get(section, {}), new.get(section, {})
         for key in sorted(set(a) | set(b)):
@@ -308,7 +310,8 @@ def train(
     run_dir = os.fspath(run_dir) if run_dir else default_run_dir(name)
     chief = distribute.is_chief()
     say = print if (chief and verbose != 0) else (lambda *a, **k: None)
-    if chief and os.path.exists(os.path.join(run_dir, "metrics.json")):
+    # Every worker checks, so none of them waits alone for a finished run.
+    if os.path.exists(os.path.join(run_dir, "metrics.json")):
         say(f"Run {run_dir} already finished; not training again. "
             "Use another --run-dir for a new run.")
         return Run.load(run_dir)
@@ -387,7 +390,10 @@ def train(
 
     user_callbacks = list(callbacks)
     task_callbacks = task.callbacks(model, dataset, train_config, run_dir)
-    checkpoint = Checkpoint(ckpt_dir, task_callbacks, chief=chief)
+    # Every worker resumes from the chief's checkpoint (read-only), so all
+    # restore the same epoch; a non-chief's own directory is new and empty.
+    checkpoint = Checkpoint(ckpt_dir, task_callbacks, chief=chief,
+                            restore_dir=os.path.join(run_dir, "checkpoints"))
     initial_epoch = checkpoint.restore(model)
     if initial_epoch:
         say(f"Resuming {run_dir} from epoch {initial_epoch} "
@@ -410,6 +416,7 @@ def train(
             initial_epoch=initial_epoch,
             callbacks=all_callbacks,
             verbose=verbose,
+            shuffle=False,  # The task's pipeline shuffles, seeded.
         )
         del fit_history
     if guard.diverged:
@@ -495,23 +502,24 @@ class Checkpoint(_callback_base()):
     the previous complete checkpoint.
     """
 
-    def __init__(self, directory, stateful_callbacks=(), *, chief=True):
+    def __init__(self, directory, stateful_callbacks=(), *, chief=True, restore_dir=None):
         super().__init__()
         self.directory = directory
+        self.restore_dir = restore_dir or directory
         self.stateful = list(stateful_callbacks)
         self.chief = chief
         self.guard = None
-        self.state = _read_json(os.path.join(directory, CHECKPOINT_STATE), {}) or {}
+        self.state = _read_json(os.path.join(self.restore_dir, CHECKPOINT_STATE), {}) or {}
 
     def restore(self, model):
         """Loads the last checkpoint into `model`; returns the next epoch."""
         if not self.state:
             return 0
-        model.load_weights(os.path.join(self.directory, self.state["weights"]))
+        model.load_weights(os.path.join(self.restore_dir, self.state["weights"]))
         for i, cb in enumerate(self.stateful):
             for attr, value in self.state.get("callbacks", {}).get(str(i), {}).items():
                 setattr(cb, attr, value)
-            best = os.path.join(self.directory, f"best-{i}.npz")
+            best = os.path.join(self.restore_dir, f"best-{i}.npz")
             if hasattr(cb, "best_weights") and os.path.exists(best):
                 import numpy as np
 
