@@ -59,7 +59,10 @@ class Task:
     has_presets = False
 
     def load_data(self, data, config, options, seed):
-        """Returns a `Data` for `data` (a name, path or arrays)."""
+        """Returns a `Data` for `data` (a name, path or arrays).
+
+        A task with `has_presets` also gets `preset=` (str or None).
+        """
         if not (isinstance(data, tuple) and len(data) == 2):
             raise ValueError(
                 f"This model needs data=(x, y) arrays. Received: data={data!r}."
