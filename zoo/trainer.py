@@ -328,7 +328,9 @@ def train(
     keras.mixed_precision.set_dtype_policy(mixed_precision or "float32")
 
     # Data comes before the run directory, so bad input leaves nothing behind.
-    dataset = task.load_data(data, model_config, options, seed)
+    # A task with presets tokenizes with the preset's tokenizer, so it needs the preset.
+    dataset = (task.load_data(data, model_config, options, seed, preset=preset)
+               if task.has_presets else task.load_data(data, model_config, options, seed))
     updates = {
         k: v for k, v in dataset.config_updates.items() if getattr(model_config, k) != v
     }
