@@ -75,9 +75,14 @@ def patch_symbolic_build():
     to convert a value (PerReplica...) to a Tensor"), and under
     MirroredStrategy it fails on bool and string tensors ("Value for attr
     'T' of bool is not in the list", as keras-hub's GPT-2 preprocessor
-    yields a bool `padding_mask`). The build only needs shapes and dtypes,
-    so this takes the first local replica's batch instead: no collective,
-    any dtype.
+    yields a bool `padding_mask`). Drawing that batch also starts one extra
+    pass over the data, which moves a seeded `shuffle` on by one
+    permutation, so the same seed gives other batches under a strategy
+    than without one. The build only needs shapes and dtypes, so this
+    takes them from the distributed dataset's `element_spec` (one local
+    replica's, batch size left open): no collective, any dtype, no data
+    read. Data it cannot describe falls back to the first local replica's
+    batch.
     """
     if _skip("symbolic_build"):
         return
@@ -85,19 +90,30 @@ def patch_symbolic_build():
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
 
+    def _local_spec(spec):
+        spec = getattr(spec, "_value_specs", (spec,))[0]  # PerReplicaSpec
+        if not isinstance(spec, tf.TensorSpec) or spec.shape.rank is None:
+            raise TypeError(spec)
+        shape = [None, *spec.shape[1:]] if spec.shape.rank else []
+        return tf.TensorSpec(shape, spec.dtype)
+
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None:
             return
         if iterator is not None:
-            for _, _, it in iterator:
-                batch = next(it)
-                data_batch = tree.map_structure(
-                    lambda x: self.distribute_strategy.experimental_local_results(x)[0]
-                    if isinstance(x, tf.distribute.DistributedValues)
-                    else x,
-                    batch,
-                )
-                break
+            try:
+                specs = iterator._distributed_dataset.element_spec
+                data_batch = tf.nest.map_structure(_local_spec, specs)
+            except (AttributeError, TypeError):
+                for _, _, it in iterator:
+                    batch = next(it)
+                    data_batch = tree.map_structure(
+                        lambda x: self.distribute_strategy.experimental_local_results(x)[0]
+                        if isinstance(x, tf.distribute.DistributedValues)
+                        else x,
+                        batch,
+                    )
+                    break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
