@@ -99,6 +99,7 @@ def run_training(name, args):
     """Runs `zoo.train` for parsed flags; returns the exit status."""
     from zoo import registry
 
+    quiet.filter_stderr()
     try:
         registry.get_entry(name)
         kwargs = train_kwargs(args)
@@ -174,6 +175,7 @@ def _cmd_train(args, rest):
 def _cmd_generate(args):
     from zoo import generate
 
+    quiet.filter_stderr()
     try:
         return generate.main(args)
     except USER_ERRORS as e:

@@ -157,7 +157,7 @@ def get(name, *, preset=None, **overrides):
         )
     from zoo import quiet
 
-    quiet.quiet_tensorflow()
+    quiet.import_tensorflow()
     model = entry.builder(config, preset=preset) if entry.task.has_presets else entry.builder(config)
     entry.task.compile(model, config)
     if getattr(model, "optimizer", None) is not None and not model.optimizer.built:

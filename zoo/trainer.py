@@ -316,9 +316,8 @@ def train(
             "Use another --run-dir for a new run.")
         return Run.load(run_dir)
 
-    quiet.quiet_tensorflow()
+    quiet.import_tensorflow()
     import keras
-    import tensorflow as tf
 
     from zoo import workarounds
 
@@ -465,6 +464,7 @@ def print_summary(run_dir, metrics):
 
 
 def _callback_base():
+    quiet.import_tensorflow()
     import keras
 
     return keras.callbacks.Callback
