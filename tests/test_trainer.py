@@ -203,3 +203,34 @@ def test_recipe_script_and_tensorboard_server(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_registered_third_party_model_trains_on_arrays(tmp_path):
+    import dataclasses
+
+    @dataclasses.dataclass(frozen=True)
+    class TinyConfig:
+        """Config of `zz_tiny`.
+
+        Attributes:
+            units: int. Width of the hidden layer. Defaults to 16.
+        """
+
+        units: int = 16
+
+    @zoo.register("zz_tiny", config=TinyConfig)
+    def zz_tiny(config):
+        """A one-layer regressor."""
+        import keras
+
+        return keras.Sequential([keras.Input((3,)), keras.layers.Dense(config.units), keras.layers.Dense(1)])
+
+    try:
+        x = np.random.default_rng(0).normal(size=(200, 3)).astype("float32")
+        y = x @ np.array([[1.0], [-2.0], [0.5]], "float32")
+        run = zoo.train("zz_tiny", data=(x, y), epochs=3, units=8, learning_rate=0.05,
+                        run_dir=tmp_path / "tiny", verbose=0)
+        assert run.config["model"] == {"units": 8} and run.config["train"]["data"] == "<tuple>"
+        assert run.history["loss"][-1] < run.history["loss"][0]
+    finally:
+        zoo.registry.unregister("zz_tiny")

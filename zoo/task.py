@@ -94,7 +94,13 @@ class Task:
 
         `train_config` is None when `zoo.get` compiles with defaults.
         """
-        model.compile(optimizer="adam", loss="mse")
+        import keras
+
+        learning_rate = (train_config or None) and train_config.learning_rate
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate or self.train_defaults["learning_rate"]),
+            loss="mse",
+        )
 
     def build(self, builder, config, preset, data):
         """Builds the model (runs inside the strategy scope).
