@@ -244,3 +244,24 @@ def test_killed_worker_stops_the_launch_and_rerun_resumes(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     history = json.loads((run_dir / "history.json").read_text())
     assert metrics["epochs_trained"] == 4 and len(history["loss"]) == 4
+
+
+def test_a_lost_peer_becomes_a_clear_error():
+    import tensorflow as tf
+
+    # The text TensorFlow 2.21 gave the chief here when worker 1 was killed.
+    message = (
+        "Graph execution error:\nAdditional GRPC error information from remote target "
+        "/job:worker/replica:0/task:1 while calling /tensorflow.WorkerService/RecvBuf:\n"
+        ':UNKNOWN:Error received from peer  {grpc_status:14, grpc_message:"failed to '
+        "connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:39789: Failed to "
+        'connect to remote host: Connection refused"}\n\t [[{{node CollectiveReduceV2}}]]'
+    )
+    error = tf.errors.UnavailableError(None, None, message)
+    converted = distribute.peer_lost_error(error, 3, "runs/a")
+    assert isinstance(converted, ConnectionError)
+    assert str(converted).startswith("Lost worker-1 of the cluster during training")
+    assert "Connection refused" in str(converted)
+    assert "epoch 3 in runs/a" in str(converted)
+    # Only under MultiWorkerMirroredStrategy is an UnavailableError a lost peer.
+    assert not distribute.is_peer_lost(error, tf.distribute.get_strategy())

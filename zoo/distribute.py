@@ -135,3 +135,39 @@ def describe(strategy):
         "devices": devices,
         "task": task_id(),
     }
+
+
+def is_peer_lost(error, strategy):
+    """Whether `error` means a worker of a multi-worker cluster went away.
+
+    TensorFlow's coordination service notices a worker that stops sending
+    heartbeats (about 10 s here) and aborts the collective ops of the
+    others with `UnavailableError`; a peer that closed its connection gives
+    `CancelledError`, `AbortedError` or `DeadlineExceededError`.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    kinds = (tf.errors.UnavailableError, tf.errors.CancelledError,
+             tf.errors.AbortedError, tf.errors.DeadlineExceededError)
+    return isinstance(error, kinds)
+
+
+def peer_lost_error(error, epoch, run_dir):
+    """A `ConnectionError` that says which worker was lost and how to resume."""
+    import re
+
+    text = str(error)
+    task = re.search(r"/job:(\w+)/(?:replica:\d+/)?task:(\d+)", text)
+    who = f"{task.group(1)}-{task.group(2)}" if task else "a worker"
+    keys = ("unhealthy", "Connection refused", "failed to connect", "Socket closed",
+            "Connection reset", "Deadline Exceeded")
+    reason = next((l.strip() for l in text.splitlines() if any(k in l for k in keys)), "")
+    reason = reason.strip(":. ")[:200]
+    return ConnectionError(
+        f"Lost {who} of the cluster during training, so this worker stopped "
+        f"({type(error).__name__}{': ' + reason if reason else ''}). The last "
+        f"checkpoint is epoch {epoch} in {run_dir}; start every worker again with "
+        "the same command and --run-dir to resume from it."
+    )

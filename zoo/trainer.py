@@ -410,15 +410,21 @@ def train(
 
     history = {}
     if initial_epoch < train_config.epochs and not checkpoint.state.get("stopped_early"):
-        fit_history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            epochs=train_config.epochs,
-            initial_epoch=initial_epoch,
-            callbacks=all_callbacks,
-            verbose=verbose,
-            shuffle=False,  # The task's pipeline shuffles, seeded.
-        )
+        try:
+            fit_history = model.fit(
+                train_ds,
+                validation_data=val_ds,
+                epochs=train_config.epochs,
+                initial_epoch=initial_epoch,
+                callbacks=all_callbacks,
+                verbose=verbose,
+                shuffle=False,  # The task's pipeline shuffles, seeded.
+            )
+        except Exception as e:
+            # A worker lost mid-run aborts the collectives of the others.
+            if not distribute.is_peer_lost(e, tf_strategy):
+                raise
+            raise distribute.peer_lost_error(e, checkpoint.state.get("epoch", 0), run_dir) from None
         del fit_history
     if guard.diverged:
         raise TrainingDivergedError(
