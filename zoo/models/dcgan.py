@@ -1,10 +1,31 @@
-"""`dcgan`: a deep convolutional GAN (Radford et al., 2015) for small images."""
+"""`dcgan`: a deep convolutional GAN (Radford et al., 2015) for small images.
+
+Data: `digits` (the default, scikit-learn's bundled 8x8 digits), tfds
+`mnist`, `fashion_mnist` and `cifar10`, or a folder of PNG/JPEG files. The
+score is a Fréchet distance in the feature space of a small classifier
+trained on the same data (`zoo.fid`), reported beside its floor (held-out
+real images) and ceiling (the untrained generator).
+"""
 
 import dataclasses
+import os
 
 from zoo import config as config_lib
 from zoo import registry
-from zoo.task import Task
+from zoo.task import Data, Task
+
+TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits",) + TFDS_DATASETS
+# FID every this many epochs (and after the first): a few hundred samples
+# through the small classifier, well under a second on the digits.
+FID_EVERY = 5
+# At most this many held-out images (and as many generated ones) per FID;
+# the FID's bias depends on the count, so floor, ceiling and score share it.
+MAX_FID_SAMPLES = 2000
+MAX_REFERENCE_IMAGES = 10_000
+COVERAGE_SAMPLES = 1000
+FIXED_NOISE_SEED, FID_NOISE_SEED, COVERAGE_SEED, SPLIT_SEED = 1234, 2345, 3456, 0
+GRID_IMAGES = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,9 +43,10 @@ class DCGANConfig:
             (and strided convolutions in the discriminator); each doubles
             the image size. Defaults to 2.
         generator_filters: int. Filters of the generator's last upsampling
-            block; earlier blocks double it. Defaults to 64.
+            block; earlier blocks double it. Defaults to 32 (the digits
+            need no more; try 64 for MNIST or CIFAR-10).
         discriminator_filters: int. Filters of the discriminator's first
-            block; later blocks double it. Defaults to 64.
+            block; later blocks double it. Defaults to 32.
         leaky_relu_slope: float. Negative slope of the LeakyReLU layers.
             Defaults to 0.2.
     """
@@ -34,8 +56,8 @@ class DCGANConfig:
     channels: int = 1
     latent_dim: int = 64
     num_upsamples: int = 2
-    generator_filters: int = 64
-    discriminator_filters: int = 64
+    generator_filters: int = 32
+    discriminator_filters: int = 32
     leaky_relu_slope: float = 0.2
 
     def __post_init__(self):
@@ -58,11 +80,109 @@ class DCGANConfig:
 
 
 class DCGANTask(Task):
-    """Adversarial training with Adam(2e-4, beta_1=0.5) for both networks."""
+    """Adversarial training with Adam(beta_1=0.5) for both networks.
+
+    Data (`load_data`): `digits` (the default, scikit-learn's 1,797 8x8
+    handwritten digits), the tfds datasets `mnist`, `fashion_mnist` and
+    `cifar10` read from the tfds data dir (data option `tfds_data_dir`), or a
+    folder of PNG/JPEG files. A named dataset sets the image shape
+    (`image_height`, `image_width`, `channels`); a folder is resized to the
+    config's shape. Every dataset keeps a fixed held-out split (the same for
+    every seed) for the Fréchet distance, see `zoo.fid`.
+
+    Pictures: each epoch `summaries` writes a grid of samples from a fixed
+    noise batch to TensorBoard, and every `FID_EVERY` epochs the FID;
+    `export` saves the final grid as `samples.png`; `generate` serves
+    `zoo generate RUN --out grid.png`.
+    """
 
     default_data = "digits"
-    data_help = "digits (default), mnist, fashion_mnist, cifar10 (tfds), or a folder of images"
+    data_help = (
+        "digits (default), mnist, fashion_mnist, cifar10 (tfds; option tfds_data_dir), "
+        "or a folder of PNG/JPEG images (resized to the config's size; class subfolders enable FID)"
+    )
     train_defaults = {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4}
+
+    def load_data(self, data, config, options, seed):
+        return load_images(data or self.default_data, config, options)
+
+    def batch(self, dataset, batch_size, *, training, seed=0):
+        import tensorflow as tf
+
+        dataset = dataset.cache()
+        if training:
+            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
+    def prepare(self, model, data):
+        # The untrained generator is the FID ceiling; keep its weights.
+        data.extras["initial_generator_weights"] = model.generator.get_weights()
+
+    def summaries(self, model, data, epoch):
+        import tensorflow as tf
+
+        from zoo import images as images_lib
+
+        samples = _sample(model.generator, fixed_noise(model.latent_dim))
+        tf.summary.image("samples", images_lib.make_grid(samples)[None])
+        if data.extras.get("classifier") is not None and (epoch == 1 or epoch % FID_EVERY == 0):
+            tf.summary.scalar("fid", _fid(model.generator, data))
+
+    def evaluate(self, model, data, train_config):
+        import numpy as np
+
+        extras = data.extras
+        if extras.get("classifier") is None:
+            return {}
+        from zoo import fid as fid_lib
+
+        metrics = {
+            "fid": _fid(model.generator, data),
+            "fid_real_floor": fid_lib.frechet_distance(extras["held_out_features"], extras["reference_features"]),
+            "fid_num_samples": len(extras["held_out"]),
+        }
+        trained = model.generator.get_weights()
+        initial = extras.get("initial_generator_weights")
+        if initial is not None:
+            model.generator.set_weights(initial)
+            metrics["fid_untrained_ceiling"] = _fid(model.generator, data)
+            model.generator.set_weights(trained)
+            span = metrics["fid_untrained_ceiling"] - metrics["fid_real_floor"]
+            metrics["fid_progress"] = (metrics["fid_untrained_ceiling"] - metrics["fid"]) / span if span > 0 else 0.0
+        samples = _sample(model.generator, np.random.default_rng(COVERAGE_SEED).standard_normal(
+            (COVERAGE_SAMPLES, model.latent_dim)).astype("float32"))
+        shares = fid_lib.class_shares(extras["classifier"], samples * 2 - 1, len(extras["class_names"]))
+        for name, share in zip(extras["class_names"], shares):
+            metrics[f"class_share_{name}"] = float(share)
+        metrics["min_class_share"] = float(shares.min())
+        return metrics
+
+    def export(self, model, data, run_dir):
+        import os
+
+        from zoo import images as images_lib
+
+        samples = _sample(model.generator, fixed_noise(model.latent_dim))
+        images_lib.save_png(images_lib.make_grid(samples), os.path.join(run_dir, "samples.png"))
+
+    def generate(self, run_dir, args):
+        import os
+
+        from zoo import images as images_lib
+        from zoo import load_model  # Registers the DCGAN class.
+
+        num_images = args.num_images
+        if not isinstance(num_images, int) or num_images < 1:
+            raise ValueError(
+                f"Invalid value for `--num-images`: must be a positive int. Received: {num_images!r}."
+            )
+        out = args.out or os.path.join(run_dir, "generated.png")
+        if not out.lower().endswith(".png"):
+            raise ValueError(f"Invalid value for `--out`: dcgan writes a PNG file. Received: {out!r}.")
+        model = load_model(os.path.join(run_dir, "model.keras"))
+        images_lib.save_png(images_lib.make_grid(model.generate(num_images, seed=args.seed)), out)
+        print(f"Wrote {num_images} images to {out}")
+        return 0
 
     def compile(self, model, config, train_config=None, steps_per_epoch=None):
         import keras
@@ -101,6 +221,170 @@ class DCGANTask(Task):
         return total + h * w * prev + 1
 
 
+def load_images(data, config, options=None):
+    """Loads a DCGAN dataset as a `zoo.Data` of unbatched images in [-1, 1].
+
+    Args:
+        data: str. "digits", "mnist", "fashion_mnist", "cifar10" or a folder.
+        config: `DCGANConfig`. A folder is resized to its image shape.
+        options: dict. `tfds_data_dir` for the tfds datasets. Defaults to
+            None.
+
+    Returns:
+        A `zoo.Data` whose `extras` hold the FID classifier and features of
+        the held-out and reference images (when the data has labels).
+
+    ```python
+    data = load_images("digits", zoo.get_config("dcgan"))
+    ```
+    """
+    import numpy as np
+
+    options = dict(options or {})
+    if not isinstance(data, (str, os.PathLike)):
+        raise ValueError(
+            f"dcgan takes a dataset name or an image folder. Received: data={data!r} "
+            f"({type(data).__name__}). Accepted: {', '.join(DATASETS)} or a folder path."
+        )
+    data = os.fspath(data)
+    if data == "digits":
+        _check_options(options, (), data)
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        # Pixel values are 0..16.
+        images = (digits.images.astype("float32") / 8.0 - 1.0)[..., None]
+        train, held_out = _split(images, digits.target)
+        class_names = [str(i) for i in range(10)]
+    elif data in TFDS_DATASETS:
+        _check_options(options, ("tfds_data_dir",), data)
+        train, held_out, class_names = _load_tfds(data, options.get("tfds_data_dir"))
+    elif os.path.exists(data) or os.sep in data or data.startswith("."):
+        _check_options(options, (), data)
+        from zoo import images as images_lib
+
+        images, labels, class_names = images_lib.read_folder(
+            data, config.image_height, config.image_width, config.channels
+        )
+        if labels is not None and len(images) >= 50 and np.bincount(labels).min() >= 2:
+            train, held_out = _split(images, labels)
+        else:
+            train, held_out, class_names = (images, None), None, []
+    else:
+        raise ValueError(
+            f"Unknown dataset '{data}'.{config_lib.did_you_mean(data, DATASETS)} "
+            f"Accepted: {', '.join(DATASETS)}, or a path to a folder of PNG/JPEG images."
+        )
+    import tensorflow as tf
+
+    train_images, train_labels = train
+    extras = {"class_names": class_names, "classifier": None}
+    if held_out is not None:
+        extras.update(_fid_extras(data, train_images, train_labels, held_out[0], class_names))
+    _, height, width, channels = train_images.shape
+    return Data(
+        train=tf.data.Dataset.from_tensor_slices(train_images),
+        num_train=len(train_images),
+        name=data,
+        config_updates={"image_height": height, "image_width": width, "channels": channels},
+        extras=extras,
+    )
+
+
+def _check_options(options, accepted, data):
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise KeyError(
+            f"Unknown data option '{unknown[0]}' for data '{data}'."
+            f"{config_lib.did_you_mean(unknown[0], accepted)} "
+            f"Accepted: {', '.join(accepted) or 'none'}."
+        )
+
+
+def _split(images, labels, held_out_share=0.2):
+    """A stratified split, the same for every training seed."""
+    from sklearn.model_selection import train_test_split
+
+    x_train, x_held, y_train, y_held = train_test_split(
+        images, labels, test_size=held_out_share, random_state=SPLIT_SEED, stratify=labels
+    )
+    return (x_train, y_train), (x_held, y_held)
+
+
+def _load_tfds(name, data_dir):
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    data_dir = os.fspath(data_dir or os.environ.get("TFDS_DATA_DIR")
+                         or os.path.join(os.path.expanduser("~"), "tensorflow_datasets"))
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        raise FileNotFoundError(
+            f"tfds dataset '{name}' has not been downloaded to the tfds data dir "
+            f"'{data_dir}' (looked for {builder.data_path}). Download it once where there "
+            f"is network access: python -c \"import tensorflow_datasets as tfds; "
+            f"tfds.load('{name}', data_dir='{data_dir}')\", then pass that folder with "
+            f"--tfds-data-dir (data_options={{'tfds_data_dir': ...}}), or train on "
+            f"the embedded default: --data digits."
+        )
+
+    def split(which):
+        images, labels = tfds.as_numpy(builder.as_dataset(split=which, batch_size=-1, as_supervised=True))
+        return images.astype("float32") / 127.5 - 1.0, labels.astype("int64")
+
+    names = list(builder.info.features["label"].names)
+    return split("train"), split("test"), names
+
+
+def _fid_extras(data, train_images, train_labels, held_out, class_names):
+    """The classifier and the fixed real features every FID compares with."""
+    import numpy as np
+
+    from zoo import fid as fid_lib
+
+    rng = np.random.default_rng(SPLIT_SEED)
+    held_out = held_out[rng.permutation(len(held_out))[:MAX_FID_SAMPLES]]
+    reference = train_images[rng.permutation(len(train_images))[:MAX_REFERENCE_IMAGES]]
+    name = data if data in DATASETS else "folder-" + os.path.basename(os.path.normpath(data))
+    classifier = fid_lib.get_classifier(name, train_images, train_labels, len(class_names))
+    return {
+        "classifier": classifier,
+        "held_out": held_out,
+        "held_out_features": fid_lib.embed(classifier, held_out),
+        "reference_features": fid_lib.embed(classifier, reference),
+    }
+
+
+def fixed_noise(latent_dim, num_images=GRID_IMAGES):
+    """The noise batch of every epoch's sample grid, the same each epoch."""
+    import numpy as np
+
+    return np.random.default_rng(FIXED_NOISE_SEED).standard_normal((num_images, latent_dim)).astype("float32")
+
+
+def _sample(generator, noise, batch_size=500):
+    """Generated images in [0, 1] (inference mode), as a NumPy array."""
+    import numpy as np
+
+    out = [np.asarray(generator(noise[i : i + batch_size], training=False))
+           for i in range(0, len(noise), batch_size)]
+    return (np.clip(np.concatenate(out), -1.0, 1.0) + 1.0) / 2.0
+
+
+def _fid(generator, data):
+    """FID of as many generated images as held-out ones, vs the reference."""
+    import numpy as np
+
+    from zoo import fid as fid_lib
+
+    extras = data.extras
+    latent_dim = generator.inputs[0].shape[-1]
+    noise = np.random.default_rng(FID_NOISE_SEED).standard_normal(
+        (len(extras["held_out"]), latent_dim)).astype("float32")
+    features = fid_lib.embed(extras["classifier"], _sample(generator, noise) * 2.0 - 1.0)
+    return fid_lib.frechet_distance(features, extras["reference_features"])
+
+
 def _build_generator(config):
     import keras
 
@@ -111,11 +395,11 @@ def _build_generator(config):
     noise = keras.Input((config.latent_dim,), name="noise")
     x = keras.layers.Dense(h * w * f0, name="project")(noise)
     x = keras.layers.Reshape((h, w, f0))(x)
-    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.BatchNormalization(synchronized=True, name="project_bn")(x)
     x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
     for i, f in enumerate(widths[1:]):
         x = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", name=f"up_{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"up_{i}_bn")(x)
+        x = keras.layers.BatchNormalization(synchronized=True, name=f"up_{i}_bn")(x)
         x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
     images = keras.layers.Conv2DTranspose(
         config.channels, 4, strides=2, padding="same", activation="tanh", name="to_image"
@@ -133,7 +417,7 @@ def _build_discriminator(config):
             config.discriminator_filters * 2**i, 4, strides=2, padding="same", name=f"down_{i}"
         )(x)
         if i:
-            x = keras.layers.BatchNormalization(name=f"down_{i}_bn")(x)
+            x = keras.layers.BatchNormalization(synchronized=True, name=f"down_{i}_bn")(x)
         x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
     x = keras.layers.Flatten()(x)
     logits = keras.layers.Dense(1, name="logit")(x)
