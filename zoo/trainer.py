@@ -417,7 +417,8 @@ def train(
                 epochs=train_config.epochs,
                 initial_epoch=initial_epoch,
                 callbacks=all_callbacks,
-                verbose=verbose,
+                # One progress bar for the cluster, as in a single process.
+                verbose=verbose if chief else 0,
                 shuffle=False,  # The task's pipeline shuffles, seeded.
             )
         except Exception as e:
