@@ -234,3 +234,10 @@ def test_a_registered_third_party_model_trains_on_arrays(tmp_path):
         assert run.history["loss"][-1] < run.history["loss"][0]
     finally:
         zoo.registry.unregister("zz_tiny")
+
+
+def test_profile_batch_captures_a_profile(tmp_path):
+    zoo.train("mlp_regressor", epochs=1, run_dir=tmp_path / "p", profile_batch=(2, 4), **SMALL)
+    profiles = [f for _, _, files in os.walk(tmp_path / "p" / "logs" / "train" / "plugins" / "profile")
+                for f in files if f.endswith(".xplane.pb")]
+    assert profiles
