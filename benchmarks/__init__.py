@@ -1,0 +1,1 @@
+"""zoo benchmarks; see benchmarks/run.py."""

@@ -1,0 +1,78 @@
+"""Smoke test of `benchmarks/`: the code paths run on tiny configs.
+
+No timing is asserted: the test checks that the benchmarks run, skip the
+PyTorch contenders cleanly without torch, and write a results file of the
+documented structure.
+"""
+
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks import common  # noqa: E402
+from benchmarks import run as bench  # noqa: E402
+
+
+def test_alternate_rotates_order_and_drops_warmup():
+    calls = []
+    samples = common.alternate(
+        {"a": lambda: calls.append("a") or {"x": len(calls)},
+         "b": lambda: calls.append("b") or {"x": len(calls)}},
+        repeats=2, warmup=1,
+    )
+    assert calls == ["a", "b", "b", "a", "a", "b"]
+    assert [s["x"] for s in samples["a"]] == [4, 5]
+    assert [s["x"] for s in samples["b"]] == [3, 6]
+    assert common.summarize(samples, "x") == {"a": 4.5, "b": 4.5}
+    assert common.ratio(3.0, 2.0) == 1.5 and common.ratio(1.0, None) is None
+
+
+def test_unknown_benchmark_names_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="Did you mean 'mlp_train'"):
+        bench.run(["mlp_trian"], size="tiny", out_dir=str(tmp_path))
+    assert not os.listdir(tmp_path)
+
+
+def test_benchmarks_run_without_torch_and_write_results(tmp_path, tmp_cache, monkeypatch):
+    real = common.has_module
+    # CI installs only `.[test]`: the torch and transformers contenders must
+    # drop out cleanly, wherever they are installed.
+    monkeypatch.setattr(common, "has_module",
+                        lambda name: False if name in ("torch", "transformers") else real(name))
+    path, document = bench.run(["matmul_peak", "mlp_train"], size="tiny", out_dir=str(tmp_path),
+                               in_process=True, rss=True, say=lambda *a, **k: None)
+    with open(path) as f:
+        assert json.load(f) == json.loads(json.dumps(document))
+    assert os.path.basename(path).endswith(".json")
+    machine = document["machine"]
+    assert machine["cores"] >= 1 and "tensorflow" in machine["versions"]
+
+    peak = document["benchmarks"]["matmul_peak"]
+    assert set(peak["contenders"]) == {"tf_float32", "tf_float32_xla", "tf_bfloat16", "tf_bfloat16_xla"}
+    assert all(c["gflops"] > 0 for c in peak["contenders"].values())
+
+    mlp = document["benchmarks"]["mlp_train"]
+    assert set(mlp["contenders"]) == {"zoo", "keras"}
+    for entry in mlp["contenders"].values():
+        assert entry["step_s"] > 0 and entry["examples_per_s"] > 0 and entry["fit_s"] > 0
+        assert entry["process_peak_rss_mb"] > 0
+    assert mlp["ratios"]["zoo/keras step_s"] > 0
+    assert [b["name"] for b in mlp["bars"]] == ["mlp_regressor zoo/keras step time"]
+    assert mlp["bars"][0]["met"] in (True, False)
+    assert mlp["size"] == "tiny" and mlp["wall_s"] > 0
+
+    table = bench.render(document)
+    assert "== mlp_train" in table and "zoo/keras step_s" in table
+    assert "| contender |" in bench.render(document, markdown=True)
+
+    # A second run the same day keeps the benchmarks it did not rerun.
+    path2, document2 = bench.run(["strategy_auto"], size="tiny", out_dir=str(tmp_path),
+                                 in_process=True, rss=False, say=lambda *a, **k: None)
+    assert path2 == path and set(document2["benchmarks"]) == {"matmul_peak", "mlp_train", "strategy_auto"}
+    auto = document2["benchmarks"]["strategy_auto"]["contenders"]
+    assert all("Mirrored" not in v["class"] for v in auto.values())
