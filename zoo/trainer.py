@@ -134,9 +134,9 @@ class Run:
     @property
     def model(self):
         if self._model is None:
-            import keras
+            from zoo import load_model  # Registers zoo's Keras classes (DCGAN).
 
-            self._model = keras.models.load_model(os.path.join(self.dir, "model.keras"))
+            self._model = load_model(os.path.join(self.dir, "model.keras"))
         return self._model
 
     @classmethod
