@@ -142,7 +142,9 @@ def _cmd_info(args):
     if info["parameters"] is not None:
         print(f"Parameters (default config): {info['parameters']:,}")
     print(f"Default data: {info['default_data']}    Data: {info['data']}")
-    defaults = ", ".join(f"{k}={v}" for k, v in info["train_defaults"].items())
+    defaults = ", ".join(
+        f"{k}={'auto (from the data size)' if v is None else v}" for k, v in info["train_defaults"].items()
+    )
     print(f"Recipe: zoo train {info['name']}  (python {info['recipe']}); defaults: {defaults}")
     if info["presets"]:
         print("Presets: a keras-hub preset name or a local preset directory (--preset)")

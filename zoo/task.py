@@ -81,6 +81,10 @@ class Task:
             name="arrays",
         )
 
+    def default_batch_size(self, num_train):
+        """The batch size when the user gives none, for `num_train` examples."""
+        return self.train_defaults["batch_size"]
+
     def batch(self, dataset, batch_size, *, training, seed=0):
         """Batches an unbatched dataset for `fit` or `evaluate`."""
         import tensorflow as tf

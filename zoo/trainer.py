@@ -294,7 +294,7 @@ def train(
     options = dict(data_options or {})
     train_config = TrainConfig(
         epochs=epochs if epochs is not None else defaults["epochs"],
-        batch_size=batch_size if batch_size is not None else defaults["batch_size"],
+        batch_size=batch_size if batch_size is not None else defaults.get("batch_size") or 1,
         learning_rate=learning_rate if learning_rate is not None else defaults["learning_rate"],
         strategy=strategy,
         seed=seed,
@@ -340,6 +340,10 @@ def train(
                 f"{key}={dataset.config_updates[key]!r}. Received: {key}={overrides[key]!r}."
             )
     model_config = config_lib.apply_overrides(model_config, updates, what=f"{name} config")
+    if batch_size is None:
+        train_config = dataclasses.replace(
+            train_config, batch_size=task.default_batch_size(dataset.num_train)
+        )
     config_json = {
         "model_name": name,
         "model": config_lib.to_dict(model_config),

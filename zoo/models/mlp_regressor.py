@@ -71,7 +71,13 @@ class MLPRegressorTask(Task):
         "friedman1 (default; options num_train, noise, data_seed), diabetes, "
         "or a CSV path with options target, features, drop_missing"
     )
-    train_defaults = {"epochs": 300, "batch_size": 64, "learning_rate": 1e-3}
+    train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3}
+
+    def default_batch_size(self, num_train):
+        """About 40 steps an epoch: 256 for 10,000 rows, 16 for small tables."""
+        import math
+
+        return int(min(256, max(16, 2 ** round(math.log2(max(1, num_train / 40))))))
 
     def load_data(self, data, config, options, seed):
         import numpy as np
