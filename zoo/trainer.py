@@ -412,10 +412,9 @@ def train(
     )
     all_callbacks = [guard, logger, *task_callbacks, checkpoint, *user_callbacks]
 
-    history = {}
     if initial_epoch < train_config.epochs and not checkpoint.state.get("stopped_early"):
         try:
-            fit_history = model.fit(
+            model.fit(
                 train_ds,
                 validation_data=val_ds,
                 epochs=train_config.epochs,
@@ -430,7 +429,6 @@ def train(
             if not distribute.is_peer_lost(e, tf_strategy):
                 raise
             raise distribute.peer_lost_error(e, checkpoint.state.get("epoch", 0), run_dir) from None
-        del fit_history
     if guard.diverged:
         raise TrainingDivergedError(
             f"The loss became {guard.value} at epoch {guard.epoch + 1}, step "
