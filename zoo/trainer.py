@@ -631,16 +631,15 @@ class TensorBoardLogger(_callback_base()):
         self.start = time.perf_counter()
         self.train_time = None
         self.steps = 0
-
-    def _step(self):
-        return int(self.model.optimizer.iterations.numpy())
+        # One read of the global step an epoch, not a device sync a batch.
+        self.first_step = int(self.model.optimizer.iterations.numpy()) if self.enabled else 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.steps = batch + 1
         self.train_time = time.perf_counter() - self.start
         if not self.enabled:
             return
-        step = self._step()
+        step = self.first_step + batch + 1
         every = self.train_config.log_every_n_steps
         profile = self.train_config.profile_batch
         if profile:
