@@ -181,7 +181,7 @@ def test_tfds_dataset_missing_then_present(cache, tmp_path, monkeypatch):
         zoo.train("dcgan", data="mnist", data_options={"tfds_data_dir": str(data_dir)}, verbose=0)
     _fake_mnist(data_dir, monkeypatch)
     # MNIST sets the shape, 28x28, which three upsamplings cannot reach.
-    with pytest.raises(ValueError, match=r"multiples of 8 .* such as 24 or 32.*image_height=28"):
+    with pytest.raises(ValueError, match=r"images of 'mnist' are 28x28.*multiples of 8\); use num_upsamples=2"):
         zoo.train("dcgan", data="mnist", data_options={"tfds_data_dir": str(data_dir)},
                   num_upsamples=3, verbose=0, **TINY)
     run = zoo.train(

@@ -278,6 +278,7 @@ def load_images(data, config, options=None):
     import tensorflow as tf
 
     train_images, train_labels = train
+    _check_reachable(data, train_images.shape[1:3], config.num_upsamples)
     extras = {"class_names": class_names, "classifier": None}
     if held_out is not None:
         extras.update(_fid_extras(data, train_images, train_labels, held_out[0], class_names))
@@ -289,6 +290,21 @@ def load_images(data, config, options=None):
         config_updates={"image_height": height, "image_width": width, "channels": channels},
         extras=extras,
     )
+
+
+def _check_reachable(data, size, num_upsamples):
+    """Raises if the data's image size is not a multiple of 2**num_upsamples."""
+    height, width = size
+    factor = 2**num_upsamples
+    if height % factor or width % factor:
+        fits = max(n for n in range(1, 8) if height % 2**n == 0 and width % 2**n == 0) \
+            if height % 2 == 0 and width % 2 == 0 else 0
+        hint = f"use num_upsamples={fits} or fewer" if fits else "resize the images to even sides"
+        raise ValueError(
+            f"Invalid value for `num_upsamples`: the images of '{data}' are {height}x{width}, "
+            f"which the DCGAN cannot reach with {num_upsamples} upsamplings (sides must be "
+            f"multiples of {factor}); {hint}. Received: num_upsamples={num_upsamples}."
+        )
 
 
 def _check_options(options, accepted, data):
