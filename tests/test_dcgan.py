@@ -1,12 +1,9 @@
 """dcgan end to end: data, distributed training, pictures, FID and bad inputs."""
 
 import glob
-import importlib.resources
-import importlib.resources.abc
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -199,9 +196,7 @@ def _fake_mnist(data_dir, monkeypatch):
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    # tfds' writer imports `importlib_resources`, a backport this
-    # environment lacks; the standard library module has what it uses.
-    monkeypatch.setitem(sys.modules, "importlib_resources", importlib.resources)
+    # tfds' writer needs the `importlib_resources` package (the test extra).
     rng = np.random.default_rng(0)
 
     def split(n):

@@ -328,7 +328,6 @@ def _split(images, labels, held_out_share=0.2):
 
 
 def _load_tfds(name, data_dir):
-    import numpy as np
     import tensorflow_datasets as tfds
 
     data_dir = os.fspath(data_dir or os.environ.get("TFDS_DATA_DIR")
