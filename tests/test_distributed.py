@@ -277,3 +277,14 @@ def test_a_lost_peer_becomes_a_clear_error():
     assert "epoch 3 in runs/a" in str(converted)
     # Only under MultiWorkerMirroredStrategy is an UnavailableError a lost peer.
     assert not distribute.is_peer_lost(error, tf.distribute.get_strategy())
+
+
+def test_workers_resuming_different_epochs_is_a_clear_error():
+    import tensorflow as tf
+
+    assert distribute.resume_mismatch([3, 3], "runs/a") is None
+    message = distribute.resume_mismatch([3, 0], "runs/a")
+    assert "worker-0 at epoch 3, worker-1 at epoch 0" in message
+    assert "must be the same shared path" in message
+    # Outside a cluster there is nothing to compare.
+    distribute.check_resume_epoch(tf.distribute.get_strategy(), 5, "runs/a")

@@ -171,3 +171,43 @@ def peer_lost_error(error, epoch, run_dir):
         f"checkpoint is epoch {epoch} in {run_dir}; start every worker again with "
         "the same command and --run-dir to resume from it."
     )
+
+
+def check_resume_epoch(strategy, epoch, run_dir):
+    """Raises a `ValueError` on every worker unless all resume the same epoch.
+
+    Every worker restores the chief's checkpoint from the run directory; one
+    that does not see it (a run directory that is not shared) would start
+    from epoch 0 while the others resume, and the cluster would fall out of
+    step. One all-gather at start-up finds that instead.
+
+    Args:
+        strategy: `tf.distribute.Strategy`. Only a multi-worker one checks.
+        epoch: int. The epoch this worker resumes from.
+        run_dir: str. The run directory, for the message.
+    """
+    import tensorflow as tf
+
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return
+    per_replica = strategy.run(lambda: tf.constant([epoch], tf.int64))
+    epochs = [int(e) for e in strategy.gather(per_replica, axis=0).numpy()]
+    # Replicas come worker by worker; keep one value per worker.
+    epochs = epochs[:: max(1, len(strategy.extended.worker_devices))]
+    message = resume_mismatch(epochs, run_dir)
+    if message:
+        raise ValueError(message)
+
+
+def resume_mismatch(epochs, run_dir):
+    """The error message for workers that would resume different epochs."""
+    if len(set(epochs)) <= 1:
+        return None
+    found = ", ".join(f"worker-{i} at epoch {e}" for i, e in enumerate(epochs))
+    return (
+        f"The workers would resume from different epochs ({found}): every worker "
+        f"reads the chief's checkpoint in {run_dir}, so that directory must be the "
+        "same shared path on every host (NFS, a mounted bucket). Received: "
+        f"--run-dir {run_dir}."
+    )

@@ -222,8 +222,8 @@ def run(cmd, num_workers=2, *, timeout=None, out=None):
             if failed is not None or not still:
                 if still:
                     say(f"{failed[0].name} exited with status {failed[1]}; stopping "
-                        f"{', '.join(still)}. Rerun the same command to resume from "
-                        "the last checkpoint.")
+                        f"{', '.join(still)}. Once the cause is fixed, the same command "
+                        "resumes from the last checkpoint.")
                 break
             if first_exit is None and len(still) < num_workers:
                 first_exit = time.monotonic()

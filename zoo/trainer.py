@@ -400,6 +400,7 @@ def train(
     checkpoint = Checkpoint(ckpt_dir, task_callbacks, chief=chief,
                             restore_dir=os.path.join(run_dir, "checkpoints"))
     initial_epoch = checkpoint.restore(model)
+    distribute.check_resume_epoch(tf_strategy, initial_epoch, run_dir)
     if initial_epoch:
         say(f"Resuming {run_dir} from epoch {initial_epoch} "
             f"(step {checkpoint.state.get('step', 0)}).")
