@@ -102,23 +102,26 @@ def _alive(pid):
 
 
 def test_launch_stops_every_worker_when_one_fails(tmp_path):
-    # Worker 0 (the chief) starts a grandchild and waits; worker 1 fails.
+    # Worker 0 (the chief) starts a grandchild and waits; worker 1 fails
+    # once both are running.
+    pids_file = tmp_path / "pids"
     code = (
         "import json, os, subprocess, sys, time\n"
         "i = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
-        "if i == 1: sys.exit(3)\n"
+        "if i == 1:\n"
+        f"    while not os.path.exists(r'{pids_file}'): time.sleep(0.05)\n"
+        "    sys.exit(3)\n"
         "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        f"open(r'{tmp_path}/pids', 'w').write(f'{{os.getpid()}} {{p.pid}}')\n"
+        f"open(r'{pids_file}.tmp', 'w').write(f'{{os.getpid()}} {{p.pid}}')\n"
+        f"os.replace(r'{pids_file}.tmp', r'{pids_file}')\n"
         "time.sleep(120)\n"
     )
     out = io.StringIO()
-    pids_file = tmp_path / "pids"
     status = launch.run([sys.executable, "-c", code], 2, out=out)
     assert status == 3
     assert "worker-1 exited with status 3; stopping worker-0" in out.getvalue()
-    if pids_file.exists():  # Worker 0 may be stopped before it wrote them.
-        for pid in map(int, pids_file.read_text().split()):
-            assert not _alive(pid)
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert len(pids) == 2 and not any(_alive(p) for p in pids)
 
 
 def test_launch_stops_a_worker_that_outlives_the_others():
