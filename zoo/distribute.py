@@ -191,8 +191,10 @@ def check_resume_epoch(strategy, epoch, run_dir):
     if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.extended._in_multi_worker_mode()):
         return
-    per_replica = strategy.run(lambda: tf.constant([epoch], tf.int64))
-    epochs = [int(e) for e in strategy.gather(per_replica, axis=0).numpy()]
+    # In a tf.function: run eagerly, this strategy warns of its overhead.
+    gather = tf.function(lambda: strategy.gather(
+        strategy.run(lambda: tf.constant([epoch], tf.int64)), axis=0))
+    epochs = [int(e) for e in gather().numpy()]
     # Replicas come worker by worker; keep one value per worker.
     epochs = epochs[:: max(1, len(strategy.extended.worker_devices))]
     message = resume_mismatch(epochs, run_dir)
