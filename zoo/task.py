@@ -86,11 +86,17 @@ class Task:
         return self.train_defaults["batch_size"]
 
     def batch(self, dataset, batch_size, *, training, seed=0):
-        """Batches an unbatched dataset for `fit` or `evaluate`."""
+        """Batches an unbatched dataset for `fit` or `evaluate`.
+
+        The examples are cached after their first pass (the built-in
+        datasets fit in memory) and, for training, reshuffled each epoch
+        with a seeded buffer of up to 100,000 examples.
+        """
         import tensorflow as tf
 
+        dataset = dataset.cache()
         if training:
-            dataset = dataset.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
         return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
 
     def compile(self, model, config, train_config=None, steps_per_epoch=None):

@@ -106,14 +106,6 @@ class DCGANTask(Task):
     def load_data(self, data, config, options, seed):
         return load_images(data or self.default_data, config, options)
 
-    def batch(self, dataset, batch_size, *, training, seed=0):
-        import tensorflow as tf
-
-        dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
-
     def prepare(self, model, data):
         # The untrained generator is the FID ceiling; keep its weights.
         data.extras["initial_generator_weights"] = model.generator.get_weights()

@@ -170,14 +170,6 @@ class MLPRegressorTask(Task):
             extras={"arrays": arrays},
         )
 
-    def batch(self, dataset, batch_size, *, training, seed=0):
-        import tensorflow as tf
-
-        dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
-
     def prepare(self, model, data):
         x_train, y_train = data.extras["arrays"]["train"]
         model.get_layer("feature_normalization").adapt(x_train)
