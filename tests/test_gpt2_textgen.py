@@ -228,3 +228,16 @@ def test_fine_tune_from_run_preset_under_mirrored(trained, tmp_path):
     assert tuned.config["model"]["hidden_dim"] == TINY["hidden_dim"]  # From the preset.
     assert math.isfinite(tuned.metrics["val_bits_per_byte"])
     assert os.path.exists(tmp_path / "tuned" / "preset" / "config.json")
+
+
+def test_training_windows_move_every_epoch():
+    import numpy as np
+
+    task = g.GPT2TextGenTask()
+    stream = np.arange(2, 2 + 400, dtype="int32")
+    dataset = task.batch(g._training_windows(stream, 16, (400 - 16) // 16, 0), 4, training=True)
+    epochs = [sorted(int(x["token_ids"][i, 0]) for x, _, _ in dataset for i in range(4)) for _ in range(2)]
+    assert epochs[0] != epochs[1]
+    for x, y, w in dataset.take(1):
+        assert (y.numpy()[:, :-1] == x["token_ids"].numpy()[:, 1:]).all()
+        assert x["padding_mask"].dtype.name == "bool" and float(w.numpy().min()) == 1.0

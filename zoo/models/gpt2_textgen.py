@@ -698,6 +698,15 @@ class GPT2TextGenTask(Task):
             },
         )
 
+    def batch(self, dataset, batch_size, *, training, seed=0):
+        import tensorflow as tf
+
+        # No `cache()`: it would freeze the first epoch's random window
+        # offsets, and a window is only a slice of the token stream.
+        if training:
+            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+
     def build(self, builder, config, preset, data):
         model = builder(config, preset=preset, tokenizer_files=data.extras.get("tokenizer_files"))
         # keras-hub's `fit` runs the string preprocessor over every batch;
