@@ -19,6 +19,9 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Set while one contender runs alone for its peak memory: one round is
+# enough for that, and the timing of that process is not used.
+ALONE = False
 
 
 def median(values):
@@ -46,6 +49,8 @@ def alternate(contenders, repeats, warmup=1):
     ```
     """
     names = list(contenders)
+    if ALONE:
+        repeats, warmup = 1, 0
     samples = {name: [] for name in names}
     for round_index in range(warmup + repeats):
         shift = round_index % len(names)
@@ -107,10 +112,17 @@ def step_timer():
     steady epoch time (between consecutive epoch ends, so validation and
     every other callback's epoch-end work are in), the first epoch, and the
     tail from the last epoch's end to `on_train_end`.
+
+    It is `async_safe`: a callback with a batch hook that is not turns off
+    Keras' asynchronous dispatch of batch callbacks, and the timer must not
+    change the plain-Keras contender it times. On a CPU the step function
+    returns when the step is done, so the hook still runs at the step's end.
     """
     import keras
 
     class StepTimer(keras.callbacks.Callback):
+        async_safe = True
+
         def __init__(self):
             super().__init__()
             self.batch_ends, self.epoch_begins, self.epoch_ends = [], [], []

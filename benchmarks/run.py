@@ -44,6 +44,7 @@ BENCHMARKS = {
     "mlp_tuning": ("tuning", "mlp_tuning", ()),
     "gpt2_tuning": ("tuning", "gpt2_tuning", ()),
     "fit_tail": ("tuning", "fit_tail", ()),
+    "zoo_overhead": ("tuning", "zoo_overhead", ()),
 }
 TORCH_CONTENDERS = {"torch", "torch_float32", "torch_bfloat16", "transformers"}
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
@@ -55,9 +56,13 @@ def run_benchmark(name, size, only=None):
 
     module, function, _ = BENCHMARKS[name]
     fn = getattr(importlib.import_module(f"benchmarks.{module}"), function)
+    common.ALONE = bool(only)
     start = time.perf_counter()
     load_before = common.load_average()
-    result = fn(size, only=only) if only else fn(size)
+    try:
+        result = fn(size, only=only) if only else fn(size)
+    finally:
+        common.ALONE = False
     result.update(
         size=size, wall_s=round(time.perf_counter() - start, 2),
         load_average_before=load_before, load_average_after=common.load_average(),
@@ -143,6 +148,7 @@ COLUMNS = ("step_s", "epoch_s", "fit_s", "end_tail_s", "after_train_end_s", "cal
 HIDDEN = ("first_epoch_s", "fit_setup_s", "total_s", "tracing_counts", "wait_fraction_samples")
 
 
+
 def _fmt(value):
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -173,6 +179,11 @@ def render(document, markdown=False):
         cols.sort(key=lambda c: rank.get(c, len(rank)))
         rows = [["contender", *cols]] + [[n, *[_fmt(v.get(c)) for c in cols]] for n, v in contenders.items()]
         lines += _table(rows, markdown)
+        for cname, entry in contenders.items():
+            for key, value in entry.items():
+                if isinstance(value, dict) and key != "samples" and value:
+                    items = ", ".join(f"{k} {_fmt(v)}" for k, v in value.items())
+                    lines.append(f"{'- ' if markdown else '  '}{cname} {key}: {items}")
         for key, value in (result.get("ratios") or {}).items():
             lines.append(f"{'- ' if markdown else '  '}{key}: {_fmt(value)}")
         for b in result.get("bars", []):

@@ -219,8 +219,8 @@ def mlp_train(size="full", only=None):
 
 DCGAN_SIZES = {
     "tiny": {"batch_size": 32, "epochs": 2, "repeats": 1, "generator_filters": 8, "discriminator_filters": 8},
-    "quick": {"batch_size": 64, "epochs": 3, "repeats": 3, "generator_filters": 64, "discriminator_filters": 64},
-    "full": {"batch_size": 64, "epochs": 4, "repeats": 5, "generator_filters": 64, "discriminator_filters": 64},
+    "quick": {"batch_size": 64, "epochs": 3, "repeats": 3, "generator_filters": 32, "discriminator_filters": 32},
+    "full": {"batch_size": 64, "epochs": 3, "repeats": 3, "generator_filters": 32, "discriminator_filters": 32},
 }
 
 
@@ -242,8 +242,9 @@ def plain_keras_dcgan(images, cfg, callbacks, seed=0):
     latent, slope = 64, 0.2
     gf, df = cfg["generator_filters"], cfg["discriminator_filters"]
     noise = keras.Input((latent,))
-    x = keras.layers.Dense(2 * 2 * gf * 2)(noise)
-    x = keras.layers.Reshape((2, 2, gf * 2))(x)
+    # zoo's dcgan with num_upsamples=2 projects to 4x the last block's filters.
+    x = keras.layers.Dense(2 * 2 * gf * 4)(noise)
+    x = keras.layers.Reshape((2, 2, gf * 4))(x)
     x = keras.layers.LeakyReLU(slope)(keras.layers.BatchNormalization()(x))
     x = keras.layers.Conv2DTranspose(gf, 4, strides=2, padding="same")(x)
     x = keras.layers.LeakyReLU(slope)(keras.layers.BatchNormalization()(x))
@@ -359,7 +360,7 @@ GPT2_SIZES = {
     # The issue's reference config: 13.9M parameters.
     "full": {"vocabulary_size": 8192, "num_layers": 6, "num_heads": 6, "hidden_dim": 384,
              "intermediate_dim": 1536, "max_sequence_length": 256, "sequence_length": 256,
-             "batch_size": 16, "steps": 4, "repeats": 3, "chars": 150_000},
+             "batch_size": 16, "steps": 3, "repeats": 2, "chars": 60_000},
 }
 ARCH = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
         "max_sequence_length")
@@ -395,7 +396,7 @@ def gpt2_corpus(cfg, directory):
 
 
 def plain_keras_gpt2(cfg, windows, callbacks, *, epochs, steps, seed=0, jit_compile="auto",
-                     steps_per_execution=1, dtype_policy="float32", fit=True):
+                     steps_per_execution=1, dtype_policy="float32", fit=True, validation_windows=None):
     """keras-hub's GPT-2 trained on token windows, without zoo.
 
     Returns the `GPT2CausalLM`. The data is `(x, y, sample_weight)` as
@@ -426,7 +427,7 @@ def plain_keras_gpt2(cfg, windows, callbacks, *, epochs, steps, seed=0, jit_comp
         x = {"token_ids": w[:-1], "padding_mask": tf.ones([length], tf.bool)}
         return x, w[1:], tf.ones([length], tf.float32)
 
-    n_val = max(1, len(windows) // 10)
+    n_val = validation_windows or max(1, len(windows) // 10)
     train = (tf.data.Dataset.from_tensor_slices(windows[n_val:]).shuffle(len(windows), seed=seed)
              .repeat().map(split).batch(cfg["batch_size"], drop_remainder=True).prefetch(tf.data.AUTOTUNE))
     val = tf.data.Dataset.from_tensor_slices(windows[:n_val]).map(split).batch(cfg["batch_size"])
@@ -466,6 +467,16 @@ def gpt2_train(size="full", only=None):
     # that it has about `steps` batches, and both Keras contenders run 2
     # epochs with validation.
     zoo_overrides = {k: cfg[k] for k in ARCH + ("sequence_length",)}
+    # The plain contender runs as many steps per epoch, and validates on as
+    # many windows, as zoo's epoch over the same text.
+    from zoo import registry
+
+    task = registry.get_entry("gpt2_textgen").task
+    zoo_data = task.load_data(text_path, registry.get_config("gpt2_textgen", **zoo_overrides), {}, 0,
+                              preset=None)
+    steps = max(2, zoo_data.num_train // cfg["batch_size"])
+    val_windows = int(zoo_data.validation.cardinality())
+    del zoo_data
     with fit_calls() as calls:
 
         def zoo_run():
@@ -481,7 +492,7 @@ def gpt2_train(size="full", only=None):
         def keras_run():
             timer = common.step_timer()
             return _timed_fit(calls, timer, lambda: plain_keras_gpt2(
-                cfg, windows, [timer], epochs=2, steps=cfg["steps"]))
+                cfg, windows, [timer], epochs=2, steps=steps, validation_windows=val_windows))
 
         contenders = {"zoo": zoo_run, "keras": keras_run}
         torch_bf16_reduced = None
@@ -491,7 +502,7 @@ def gpt2_train(size="full", only=None):
             torch_cfg = {k: cfg[k] for k in ARCH}
             torch_cfg["dropout"] = 0.0
             _, run_f32 = torch_models.gpt_trainer(windows, torch_cfg, cfg["batch_size"])
-            contenders["torch_float32"] = lambda: run_f32(cfg["steps"])
+            contenders["torch_float32"] = lambda: run_f32(steps)
             # bfloat16 on a CPU without AVX512_BF16 or AMX runs matmuls at a
             # small fraction of float32 speed: measure it at batch 1, once,
             # rather than let one repeat take an hour.
@@ -499,7 +510,7 @@ def gpt2_train(size="full", only=None):
             bf16 = hardware._timed(hardware._torch_matmul(512, "bfloat16"), 2 * 512**3)()["gflops"]
             _, run_bf16 = torch_models.gpt_trainer(windows, torch_cfg, cfg["batch_size"], bfloat16=True)
             if bf16 >= 0.5 * f32:
-                contenders["torch_bfloat16"] = lambda: run_bf16(cfg["steps"])
+                contenders["torch_bfloat16"] = lambda: run_bf16(steps)
             else:
                 torch_bf16_reduced = (f32, bf16)
         else:
@@ -522,7 +533,8 @@ def gpt2_train(size="full", only=None):
     peak = common.median([s["gflops"] for s in samples.pop("matmul_float32", [])])
     shutil.rmtree(tmp, ignore_errors=True)
     results = _report(samples, cfg["batch_size"], tokens)
-    out = {"unit": "tokens/s", "config": cfg, "contenders": results, "notes": notes,
+    out = {"unit": "tokens/s", "config": dict(cfg, steps_per_epoch=steps, validation_windows=val_windows),
+           "contenders": results, "notes": notes,
            "matmul_peak_gflops": {"float32": round(peak, 2) if peak else None}}
     if only:
         return out

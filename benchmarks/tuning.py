@@ -36,6 +36,10 @@ def gpt2_tuning(size="full", only=None):
     import numpy as np
 
     cfg = dict(training.GPT2_SIZES[size])
+    if size == "full":
+        # The issue's architecture at a quarter of the tokens per step, so
+        # that six variants fit in one run of the suite on two cores.
+        cfg.update(batch_size=8, sequence_length=128, repeats=2)
     spe = 4 if size != "tiny" else 2
     steps = 2 * spe
     tmp = tempfile.mkdtemp(prefix="zoo-bench-tune-")
@@ -61,9 +65,12 @@ def gpt2_tuning(size="full", only=None):
             start = time.perf_counter()
             model = training.plain_keras_gpt2(config, windows, [timer], epochs=2, steps=n_steps, **kwargs)
             total = time.perf_counter() - start
-            losses[name] = float(model.compute_loss(
-                x={"token_ids": windows[:2, :-1], "padding_mask": np.ones_like(windows[:2, :-1], bool)},
-                y=windows[:2, 1:]))
+            import tensorflow as tf
+
+            x = {"token_ids": windows[:4, :-1], "padding_mask": np.ones_like(windows[:4, :-1], bool)}
+            logits = tf.cast(model(x, training=False), tf.float32)
+            losses[name] = float(tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=tf.cast(windows[:4, 1:], tf.int32), logits=logits)))
             result = timer.summary(kwargs.get("steps_per_execution", 1))
             result.update(total_s=total, peak_rss_mb=common.peak_rss_mb())
             return result
@@ -88,7 +95,7 @@ def gpt2_tuning(size="full", only=None):
     results = training._report(samples, cfg["batch_size"], cfg["sequence_length"])
     for name, loss in losses.items():
         if name in results:
-            results[name]["loss_after"] = round(loss, 4)
+            results[name]["loss_after"] = round(loss, 6)
     base = results.get("float32", {}).get("step_s")
     ratios = {f"{name}/float32 step_s": common.ratio(r.get("step_s"), base) for name, r in results.items()}
     return {"unit": "tokens/s", "config": dict(cfg, steps_per_execution=spe, steps=steps),
@@ -107,19 +114,31 @@ def mlp_tuning(size="full", only=None):
     tmp = tempfile.mkdtemp(prefix="zoo-bench-mlptune-")
     counter = iter(range(10_000))
 
-    def zoo_variant(**kwargs):
+    def zoo_variant(async_callbacks=False, **kwargs):
         def run():
+            from zoo import trainer
+
+            # What zoo would gain if its batch hooks let Keras dispatch them
+            # asynchronously (NaNGuard and TensorBoardLogger are not marked
+            # `async_safe`, so every step waits for its logs).
+            patched = (trainer.NaNGuard, trainer.TensorBoardLogger) if async_callbacks else ()
+            for cls in patched:
+                cls.async_safe = True
             timer = common.step_timer()
             run_dir = os.path.join(tmp, f"run{next(counter)}")
-            zoo.train("mlp_regressor", epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      data_options={"num_train": cfg["num_train"]}, hidden_units=cfg["hidden_units"],
-                      run_dir=run_dir, verbose=0, callbacks=[timer], **kwargs)
+            try:
+                zoo.train("mlp_regressor", epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                          data_options={"num_train": cfg["num_train"]}, hidden_units=cfg["hidden_units"],
+                          run_dir=run_dir, verbose=0, callbacks=[timer], **kwargs)
+            finally:
+                for cls in patched:
+                    del cls.async_safe
             shutil.rmtree(run_dir, ignore_errors=True)
             return timer.summary(kwargs.get("steps_per_execution", 1))
 
         return run
 
-    def pipeline_variant(cache, prefetch, numpy=False):
+    def pipeline_variant(cache, prefetch, numpy=False, gather=False):
         x, y = arrays["train"]
 
         def run():
@@ -132,6 +151,15 @@ def mlp_tuning(size="full", only=None):
             if numpy:
                 model.fit(x, y, batch_size=cfg["batch_size"], epochs=cfg["epochs"], verbose=0,
                           callbacks=[timer])
+            elif gather:
+                # Vectorized: shuffle indices, then one gather per batch
+                # instead of tf.data work per example.
+                xt, yt = tf.constant(x), tf.constant(y)
+                ds = (tf.data.Dataset.range(len(x)).shuffle(len(x), seed=0)
+                      .batch(cfg["batch_size"], drop_remainder=True)
+                      .map(lambda i: (tf.gather(xt, i), tf.gather(yt, i)))
+                      .prefetch(tf.data.AUTOTUNE))
+                model.fit(ds, epochs=cfg["epochs"], verbose=0, callbacks=[timer])
             else:
                 ds = tf.data.Dataset.from_tensor_slices((x, y))
                 ds = ds.cache() if cache else ds
@@ -144,6 +172,7 @@ def mlp_tuning(size="full", only=None):
 
     contenders = {
         "zoo_default": zoo_variant(),
+        "zoo_async_callbacks": zoo_variant(async_callbacks=True),
         "zoo_spe8": zoo_variant(steps_per_execution=8),
         "zoo_spe32": zoo_variant(steps_per_execution=32),
         "zoo_xla": zoo_variant(jit_compile=True),
@@ -152,6 +181,7 @@ def mlp_tuning(size="full", only=None):
         "tfdata_no_cache": pipeline_variant(False, True),
         "tfdata_no_prefetch": pipeline_variant(True, False),
         "numpy_arrays": pipeline_variant(False, False, numpy=True),
+        "tfdata_index_gather": pipeline_variant(False, True, gather=True),
     }
     if only:
         contenders = {only: contenders[only]}
@@ -361,9 +391,10 @@ def fit_tail(size="full", only=None):
 
     from zoo.models import gpt2_textgen
 
-    cfg = training.GPT2_SIZES[size]
-    repeats = {"tiny": 1, "quick": 3, "full": 4}[size]
-    steps = {"tiny": 2, "quick": 3, "full": 3}[size]
+    # The tail does not depend on the model's size: the quick config serves.
+    cfg = training.GPT2_SIZES["tiny" if size == "tiny" else "quick"]
+    repeats = {"tiny": 1, "quick": 3, "full": 6}[size]
+    steps = {"tiny": 2, "quick": 2, "full": 2}[size]
     documents = list(gpt2_textgen.embedded_corpus().values())
     tokenizer = gpt2_textgen.make_tokenizer(*gpt2_textgen.default_tokenizer_files(cfg["vocabulary_size"]))
     tmp = tempfile.mkdtemp(prefix="zoo-bench-tail-")
@@ -379,17 +410,29 @@ def fit_tail(size="full", only=None):
 
     with training.fit_calls() as calls:
 
-        def on_strings():
-            timer = common.step_timer()
-            run = lambda: strings_model.fit(strings.take(steps), epochs=1, verbose=0, callbacks=[timer])
-            return training._timed_fit(calls, timer, run)
+        def on_strings(autotune=True):
+            def fit():
+                timer = common.step_timer()
+                data = strings.take(steps)
+                if not autotune:
+                    # keras-hub maps the preprocessor with AUTOTUNE; turning
+                    # tf.data's autotuner off for this dataset tests whether
+                    # the idle tail is its teardown.
+                    options = tf.data.Options()
+                    options.autotune.enabled = False
+                    data = data.with_options(options)
+                run = lambda: strings_model.fit(data, epochs=1, verbose=0, callbacks=[timer])
+                return training._timed_fit(calls, timer, run)
+
+            return fit
 
         def on_windows():
             timer = common.step_timer()
             return training._timed_fit(calls, timer, lambda: training.plain_keras_gpt2(
                 cfg, windows, [timer], epochs=1, steps=steps))
 
-        contenders = {"keras_hub_strings": on_strings, "token_windows": on_windows}
+        contenders = {"keras_hub_strings": on_strings(), "keras_hub_strings_no_autotune": on_strings(False),
+                      "token_windows": on_windows}
         if only:
             contenders = {only: contenders[only]}
         samples = common.alternate(contenders, repeats)
@@ -404,3 +447,92 @@ def fit_tail(size="full", only=None):
         }
     return {"unit": "s", "config": dict(cfg, steps=steps, repeats=repeats), "contenders": results,
             "bars": [], "notes": []}
+
+
+def zoo_overhead(size="full", only=None):
+    """Where `zoo.train`'s time goes beyond the steps: a profile by hook.
+
+    Wraps the hooks of zoo's callbacks (and the task's) for one run of each
+    model after a warm-up run, and sums the seconds each spends: per step
+    (`on_train_batch_end`), per epoch (`on_epoch_end`: checkpoint, event
+    files, task summaries) and once (`on_train_end`). The time outside
+    `fit` (data, build, evaluation, saving) comes from the `fit` wrapper.
+    """
+    import keras
+
+    import zoo
+    from zoo import trainer
+
+    gpt = training.GPT2_SIZES[size]
+    tmp = tempfile.mkdtemp(prefix="zoo-bench-overhead-")
+    text_path, _ = training.gpt2_corpus(gpt, tmp)
+    runs = {
+        "mlp_regressor": dict(data_options={"num_train": training.MLP_SIZES[size]["num_train"]},
+                              hidden_units=training.MLP_SIZES[size]["hidden_units"], batch_size=64),
+        "dcgan": dict(generator_filters=training.DCGAN_SIZES[size]["generator_filters"],
+                      discriminator_filters=training.DCGAN_SIZES[size]["discriminator_filters"], batch_size=64),
+        "gpt2_textgen": dict(data=text_path, batch_size=gpt["batch_size"], dropout=0.0,
+                             **{k: gpt[k] for k in training.ARCH + ("sequence_length",)}),
+    }
+    if only:
+        runs = {only: runs[only]}
+    hooks = ("on_train_batch_end", "on_epoch_end", "on_train_end", "on_train_begin", "on_epoch_begin")
+    classes = [trainer.NaNGuard, trainer.TensorBoardLogger, trainer.Checkpoint,
+               keras.callbacks.ReduceLROnPlateau, keras.callbacks.EarlyStopping]
+    spent = {}
+    originals = []
+
+    def wrap(cls, hook):
+        original = cls.__dict__.get(hook)
+        if original is None:
+            return
+
+        def timed(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return original(self, *args, **kwargs)
+            finally:
+                key = f"{type(self).__name__}.{hook}"
+                spent[key] = spent.get(key, 0.0) + time.perf_counter() - start
+
+        originals.append((cls, hook, original))
+        setattr(cls, hook, timed)
+
+    results = {}
+    try:
+        for cls in classes:
+            for hook in hooks:
+                wrap(cls, hook)
+        with training.fit_calls() as calls:
+            for name, kwargs in runs.items():
+                epochs = 3
+                for attempt in range(2):  # The first run warms up.
+                    spent.clear()
+                    timer = common.step_timer()
+                    before = len(calls)
+                    start = time.perf_counter()
+                    zoo.train(name, epochs=epochs, run_dir=os.path.join(tmp, f"{name}{attempt}"),
+                              verbose=0, callbacks=[timer], **kwargs)
+                    total = time.perf_counter() - start
+                fit_start, fit_end = calls[before]
+                steps = sum(len(b) for b in timer.batch_ends)
+                summary = timer.summary()
+                results[name] = {
+                    "total_s": round(total, 3),
+                    "outside_fit_s": round(total - (fit_end - fit_start), 3),
+                    "fit_s": round(fit_end - fit_start, 3),
+                    "steps": steps,
+                    "step_s": round(summary["step_s"], 5),
+                    "epoch_s": round(summary["epoch_s"], 4),
+                    "hooks_s": {k: round(v, 4) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+                    "batch_hooks_per_step_ms": round(1000 * sum(
+                        v for k, v in spent.items() if k.endswith("on_train_batch_end")) / max(1, steps), 4),
+                    "epoch_hooks_per_epoch_s": round(sum(
+                        v for k, v in spent.items() if k.endswith("on_epoch_end")) / epochs, 4),
+                }
+    finally:
+        for cls, hook, original in originals:
+            setattr(cls, hook, original)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"unit": "s", "contenders": results, "bars": [],
+            "notes": ["hooks_s sums each zoo callback hook over one 3-epoch run (after a warm-up run)."]}
