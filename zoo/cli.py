@@ -195,7 +195,7 @@ def build_parser():
                        add_help=False)
     p.add_argument("name")
     p = sub.add_parser("generate", help="generate images or text from a finished run")
-    p.add_argument("run", help="a run directory (or a preset directory for gpt2_textgen)")
+    p.add_argument("run", help="a finished run directory, as made by zoo train")
     p.add_argument("--out", help="output file: a PNG grid for dcgan, a text file for gpt2_textgen")
     p.add_argument("--num-images", type=int, default=64, help="dcgan: images in the grid")
     p.add_argument("--prompt", action="append", help="gpt2_textgen: a prompt; repeat for a batch")
