@@ -241,3 +241,23 @@ def test_profile_batch_captures_a_profile(tmp_path):
     profiles = [f for _, _, files in os.walk(tmp_path / "p" / "logs" / "train" / "plugins" / "profile")
                 for f in files if f.endswith(".xplane.pb")]
     assert profiles
+
+
+def test_two_mirrored_strategies_in_one_process():
+    # A second MirroredStrategy on the same CPUs, with other variable
+    # shapes, once collided with the first one's collective instance keys.
+    import keras
+
+    from zoo import distribute
+
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    for width in (8, 3):
+        strategy = distribute.get_strategy("mirrored")
+        with strategy.scope():
+            model = keras.Sequential([
+                keras.Input((4,)), keras.layers.Dense(width),
+                keras.layers.BatchNormalization(synchronized=True), keras.layers.Dense(1),
+            ])
+            model.compile(optimizer="adam", loss="mse")
+        history = model.fit(x, x[:, :1], batch_size=16, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][0])

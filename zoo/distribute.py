@@ -113,7 +113,14 @@ def get_strategy(name="auto"):
         if gpus:
             return tf.distribute.MirroredStrategy()
         cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(cpus)
+        # On CPUs MirroredStrategy all-reduces with collective ops whose
+        # instance keys restart with every strategy; a second strategy in
+        # the same process (a notebook, a test session) then collides with
+        # the first one's collectives ("Shape mismatch in the collective
+        # instance 100"). Reducing through one device needs no collectives.
+        return tf.distribute.MirroredStrategy(
+            cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
+        )
     from zoo import workarounds
 
     workarounds.apply_multi_worker_fixes()
