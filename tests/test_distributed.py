@@ -26,11 +26,12 @@ TINY = dict(epochs=2, batch_size=32, data_options={"num_train": 256}, hidden_uni
 TINY_FLAGS = [
     "--batch-size", "32", "--data-option", "num_train=256", "--set", "hidden_units=[8]",
 ]
-# dcgan as small as it goes, without XLA (compiling costs more than this
-# run). gpt2_textgen is checked by hand (docs/distributed.md): its tiny run
-# alone takes 30 s or more on 2 shared cores, over this file's budget.
+# dcgan and gpt2_textgen as small as they go, without XLA (compiling costs
+# more than these runs).
 TINY_DCGAN = dict(epochs=1, batch_size=64, generator_filters=8, discriminator_filters=8,
                   latent_dim=16, jit_compile=False)
+TINY_GPT2 = dict(epochs=1, batch_size=8, vocabulary_size=300, num_layers=1, num_heads=2, hidden_dim=16,
+                 intermediate_dim=32, max_sequence_length=32, sequence_length=16, jit_compile=False)
 
 # Each worker trains each model through the public API, one after the
 # other in one process (one TensorFlow start-up), and saves the weights of
@@ -165,9 +166,16 @@ def test_launch_rejects_bad_arguments():
 
 @pytest.mark.slow
 def test_two_workers_train_like_one_process(tmp_path, monkeypatch):
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    words = "the list of values grows while python keeps every item in order".split()
+    for k in range(2):
+        (texts / f"doc{k}.txt").write_text(
+            "\n".join(" ".join(words[(i + j + k) % len(words)] for j in range(8)) for i in range(40)))
     configs = {
         "mlp_regressor": dict(TINY, hidden_units=list(TINY["hidden_units"])),
         "dcgan": TINY_DCGAN,
+        "gpt2_textgen": dict(TINY_GPT2, data=str(texts)),
     }
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
