@@ -189,3 +189,14 @@ def require(condition, field, value, allowed):
         raise ValueError(
             f"Invalid value for `{field}`: {allowed}. Received: {field}={value!r}."
         )
+
+
+def check_options(options, accepted, data):
+    """Raises a `KeyError` naming an unknown dataset option of `data`."""
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise KeyError(
+            f"Unknown data option '{unknown[0]}' for data '{data}'."
+            f"{did_you_mean(unknown[0], accepted)} "
+            f"Accepted: {', '.join(accepted) or 'none'}."
+        )

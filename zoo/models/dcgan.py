@@ -240,7 +240,7 @@ def load_images(data, config, options=None):
         )
     data = os.fspath(data)
     if data == "digits":
-        _check_options(options, (), data)
+        config_lib.check_options(options, (), data)
         from sklearn.datasets import load_digits
 
         digits = load_digits()
@@ -249,10 +249,10 @@ def load_images(data, config, options=None):
         train, held_out = _split(images, digits.target)
         class_names = [str(i) for i in range(10)]
     elif data in TFDS_DATASETS:
-        _check_options(options, ("tfds_data_dir",), data)
+        config_lib.check_options(options, ("tfds_data_dir",), data)
         train, held_out, class_names = _load_tfds(data, options.get("tfds_data_dir"))
     elif os.path.exists(data) or os.sep in data or data.startswith("."):
-        _check_options(options, (), data)
+        config_lib.check_options(options, (), data)
         from zoo import images as images_lib
 
         images, labels, class_names = images_lib.read_folder(
@@ -296,16 +296,6 @@ def _check_reachable(data, size, num_upsamples):
             f"Invalid value for `num_upsamples`: the images of '{data}' are {height}x{width}, "
             f"which the DCGAN cannot reach with {num_upsamples} upsamplings (sides must be "
             f"multiples of {factor}); {hint}. Received: num_upsamples={num_upsamples}."
-        )
-
-
-def _check_options(options, accepted, data):
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise KeyError(
-            f"Unknown data option '{unknown[0]}' for data '{data}'."
-            f"{config_lib.did_you_mean(unknown[0], accepted)} "
-            f"Accepted: {', '.join(accepted) or 'none'}."
         )
 
 

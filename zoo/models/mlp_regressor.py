@@ -92,13 +92,13 @@ class MLPRegressorTask(Task):
         elif data == "diabetes":
             from sklearn.datasets import load_diabetes
 
-            _check_options(options, (), data)
+            config_lib.check_options(options, (), data)
             x, y = load_diabetes(return_X_y=True)
             name = "diabetes"
         elif isinstance(data, (str, os.PathLike)) and (
             str(data).endswith(".csv") or os.path.exists(data)
         ):
-            _check_options(options, ("target", "features", "drop_missing"), data)
+            config_lib.check_options(options, ("target", "features", "drop_missing"), data)
             x, y, _ = read_csv(
                 data,
                 target=options.get("target"),
@@ -132,7 +132,7 @@ class MLPRegressorTask(Task):
         import numpy as np
         from sklearn.datasets import make_friedman1
 
-        _check_options(options, ("num_train", "noise", "data_seed"), "friedman1")
+        config_lib.check_options(options, ("num_train", "noise", "data_seed"), "friedman1")
         num_train = int(options.get("num_train", 10_000))
         if num_train < MIN_ROWS:
             raise ValueError(
@@ -227,16 +227,6 @@ def _compile_kwargs(train_config):
         "steps_per_execution": train_config.steps_per_execution,
         "jit_compile": train_config.jit_compile,
     }
-
-
-def _check_options(options, accepted, data):
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise KeyError(
-            f"Unknown data option '{unknown[0]}' for data '{data}'."
-            f"{config_lib.did_you_mean(unknown[0], accepted)} "
-            f"Accepted: {', '.join(accepted) or 'none'}."
-        )
 
 
 def regression_metrics(y_true, y_pred):
