@@ -115,7 +115,6 @@ MLP_SIZES = {
 
 def friedman1(num_train, seed=0):
     """The arrays `zoo.train("mlp_regressor")` trains on, made without zoo."""
-    import numpy as np
     from sklearn.datasets import make_friedman1
 
     n_val = max(20, num_train // 5)

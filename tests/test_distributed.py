@@ -9,7 +9,6 @@ and rerunning it resumes from the last checkpoint.
 
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
