@@ -82,7 +82,8 @@ def test_bad_tf_config_names_the_problem(monkeypatch):
 def test_launch_gives_each_worker_its_tf_config():
     out = io.StringIO()
     code = "import os; print(os.environ['TF_CONFIG'])"
-    assert launch.run(["--", sys.executable, "-c", code], 3, out=out) == 0
+    status = launch.run(["--", sys.executable, "-c", code], 3, out=out)
+    assert status == 0, out.getvalue()
     lines = [l for l in out.getvalue().splitlines() if not l.startswith("[launch]")]
     configs = {l.split("] ", 1)[0][1:]: json.loads(l.split("] ", 1)[1]) for l in lines}
     assert sorted(configs) == ["worker-0", "worker-1", "worker-2"]
