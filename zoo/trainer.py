@@ -397,7 +397,7 @@ def train(
     task_callbacks = task.callbacks(model, dataset, train_config, run_dir)
     # Every worker resumes from the chief's checkpoint (read-only), so all
     # restore the same epoch; a non-chief's own directory is new and empty.
-    checkpoint = Checkpoint(ckpt_dir, task_callbacks, chief=chief,
+    checkpoint = Checkpoint(ckpt_dir, task_callbacks,
                             restore_dir=os.path.join(run_dir, "checkpoints"))
     initial_epoch = checkpoint.restore(model)
     distribute.check_resume_epoch(tf_strategy, initial_epoch, run_dir)
@@ -514,12 +514,11 @@ class Checkpoint(_callback_base()):
     the previous complete checkpoint.
     """
 
-    def __init__(self, directory, stateful_callbacks=(), *, chief=True, restore_dir=None):
+    def __init__(self, directory, stateful_callbacks=(), *, restore_dir=None):
         super().__init__()
         self.directory = directory
         self.restore_dir = restore_dir or directory
         self.stateful = list(stateful_callbacks)
-        self.chief = chief
         self.guard = None
         self.state = _read_json(os.path.join(self.restore_dir, CHECKPOINT_STATE), {}) or {}
 
@@ -561,7 +560,7 @@ class Checkpoint(_callback_base()):
         callbacks = {}
         for i, cb in enumerate(self.stateful):
             callbacks[str(i)] = {
-                a: _plain(getattr(cb, a)) for a in _STATEFUL_ATTRS if hasattr(cb, a)
+                a: getattr(cb, a) for a in _STATEFUL_ATTRS if hasattr(cb, a)
             }
             if getattr(cb, "best_weights", None) is not None:
                 with atomic_path(os.path.join(self.directory, f"best-{i}.npz")) as tmp:
@@ -579,12 +578,6 @@ class Checkpoint(_callback_base()):
         for old in glob.glob(os.path.join(self.directory, "epoch-*.weights.h5")):
             if os.path.basename(old) != weights:
                 os.remove(old)
-
-
-def _plain(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 class TensorBoardLogger(_callback_base()):
