@@ -63,6 +63,12 @@ class GPT2TextGenConfig:
         sequence_length: int. Tokens per training example; at most
             max_sequence_length. Defaults to 128.
         dropout: float. Dropout rate, in [0, 1). Defaults to 0.1.
+        embedding_stddev: float. Standard deviation of the token
+            embedding's initial values, for a model trained from scratch.
+            keras-hub's default, 0.01, leaves token rows half the size of
+            the position embedding's (0.02), and a small model then sits on
+            the unigram plateau for its first epochs; 0.05 does not.
+            Defaults to 0.05.
     """
 
     vocabulary_size: int = 4096
@@ -73,6 +79,7 @@ class GPT2TextGenConfig:
     max_sequence_length: int = 256
     sequence_length: int = 128
     dropout: float = 0.1
+    embedding_stddev: float = 0.05
 
     def __post_init__(self):
         config_lib.require(
@@ -90,6 +97,9 @@ class GPT2TextGenConfig:
             self.sequence_length, f"must be in [2, max_sequence_length={self.max_sequence_length}]",
         )
         config_lib.require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "must be in [0, 1)")
+        config_lib.require(
+            self.embedding_stddev > 0, "embedding_stddev", self.embedding_stddev, "must be positive"
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -738,7 +748,7 @@ class GPT2TextGenTask(Task):
         extra = {}
         if train_config is not None:
             extra = {"steps_per_execution": train_config.steps_per_execution,
-                     "jit_compile": train_config.jit_compile}
+                     "jit_compile": _resolve_jit_compile(train_config.jit_compile)}
         model.compile(
             optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=0.01),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -830,6 +840,21 @@ class GPT2TextGenTask(Task):
         return config.sequence_length
 
 
+def _resolve_jit_compile(jit_compile):
+    """XLA for training: "auto" means on, with one replica.
+
+    Keras' own "auto" turns XLA off on CPU-only machines and under any
+    `tf.distribute` strategy; for this model XLA steps are faster on CPU
+    too (see docs/models/gpt2_textgen.md), so zoo turns it on wherever a
+    single replica trains. Under several replicas "auto" stays Keras' call.
+    """
+    import tensorflow as tf
+
+    if jit_compile != "auto":
+        return jit_compile
+    return True if tf.distribute.get_strategy().num_replicas_in_sync == 1 else "auto"
+
+
 def _markdown_safe(text):
     # TensorBoard renders text summaries as Markdown; keep code and markup literal.
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("#", "\\#").replace(
@@ -859,6 +884,7 @@ def gpt2_textgen(config, preset=None, tokenizer_files=None):
     lm.generate("def main", max_length=32)
     ```
     """
+    import keras
     import keras_hub
 
     if preset is not None:
@@ -876,6 +902,9 @@ def gpt2_textgen(config, preset=None, tokenizer_files=None):
         dropout=config.dropout,
         max_sequence_length=config.max_sequence_length,
     )
+    # A plain value change: the preset stays a plain keras-hub GPT2Backbone.
+    embeddings = backbone.token_embedding.embeddings
+    embeddings.assign(keras.initializers.RandomNormal(stddev=config.embedding_stddev)(embeddings.shape))
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer=tokenizer, sequence_length=config.sequence_length
     )
