@@ -37,7 +37,7 @@ BENCHMARKS = {
     "mlp_train": ("training", "mlp_train", ("zoo", "keras", "torch")),
     "dcgan_train": ("training", "dcgan_train", ("zoo", "keras")),
     "gpt2_train": ("training", "gpt2_train", ("zoo", "keras", "torch_float32")),
-    "gpt2_generate": ("generation", "gpt2_generate", ("zoo", "zoo_xla", "transformers")),
+    "gpt2_generate": ("generation", "gpt2_generate", ("zoo", "keras_hub", "keras_hub_xla", "transformers")),
     "input_wait": ("tuning", "input_wait", ()),
     "retracing": ("tuning", "retracing", ()),
     "strategy_auto": ("tuning", "strategy_auto", ()),
