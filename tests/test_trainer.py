@@ -261,3 +261,36 @@ def test_two_mirrored_strategies_in_one_process():
             model.compile(optimizer="adam", loss="mse")
         history = model.fit(x, x[:, :1], batch_size=16, epochs=1, verbose=0)
         assert np.isfinite(history.history["loss"][0])
+
+
+def test_task_batch_reshuffles_every_epoch_with_its_seed(monkeypatch):
+    import tensorflow as tf
+
+    from zoo import task as task_lib
+
+    x = np.arange(100, dtype="float32")[:, None] * np.ones((1, 3), "float32")
+    rows = tf.data.Dataset.from_tensor_slices((x, np.arange(100)))
+
+    def epochs(seed, count=2):
+        dataset = task_lib.Task().batch(rows, 8, training=True, seed=seed)
+        assert dataset.element_spec[0].shape == (8, 3)  # Static batches, remainder dropped.
+        assert dataset.options().autotune.enabled is False
+        assert int(dataset.cardinality()) == 12  # Keras and tf.distribute see the epoch length.
+        out = []
+        for _ in range(count):
+            batches = [(bx.numpy(), by.numpy()) for bx, by in dataset]
+            assert all((bx[:, 0] == by).all() for bx, by in batches)  # Rows stay whole.
+            out.append(np.concatenate([by for _, by in batches]).tolist())
+        return out
+
+    first, second = epochs(seed=1)
+    assert len(first) == len(set(first)) == 96 and first != second
+    assert epochs(seed=1) == [first, second]  # A new pipeline replays the same epochs.
+    assert epochs(seed=2, count=1)[0] != first
+    # Gathering a few batches at a time (large rows) gives the same order.
+    monkeypatch.setattr(task_lib, "GATHER_BYTES", 100)
+    assert epochs(seed=1) == [first, second]
+    # Evaluation keeps every example, in order.
+    evaluation = task_lib.Task().batch(rows, 8, training=False)
+    assert np.concatenate([by.numpy() for _, by in evaluation]).tolist() == list(range(100))
+

@@ -10,6 +10,10 @@ A `Task` holds the model-specific hooks of a registry entry. The trainer in
 import dataclasses
 import typing
 
+# Training rows gathered at once by `Task.batch`: whole epochs of small
+# tables, a few dozen batches of images.
+GATHER_BYTES = 32 * 2**20
+
 
 @dataclasses.dataclass
 class Data:
@@ -88,16 +92,50 @@ class Task:
     def batch(self, dataset, batch_size, *, training, seed=0):
         """Batches an unbatched dataset for `fit` or `evaluate`.
 
-        The examples are cached after their first pass (the built-in
-        datasets fit in memory) and, for training, reshuffled each epoch
-        with a seeded buffer of up to 100,000 examples.
+        For training, the examples are held in memory as whole tensors (the
+        built-in datasets fit in memory) and every epoch draws a new seeded
+        permutation of their indices. The rows of up to `GATHER_BYTES` of
+        batches are then gathered at once and handed out as batches, so
+        tf.data does next to no work per example or per batch, and on a
+        small CPU the pipeline hardly takes time from the training step.
+        Evaluation examples are cached after their first pass. Two batches
+        are prefetched with tf.data's autotuning off: the producer is cheap,
+        and the autotuner, torn down when `fit` returns, can leave the
+        process idle for seconds (docs/performance.md, "The idle end of
+        `fit`").
         """
+        import numpy as np
         import tensorflow as tf
 
-        dataset = dataset.cache()
-        if training:
-            dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        size = int(dataset.cardinality())
+        if not training or size < batch_size:
+            # Also datasets of unknown size (cardinality < 0).
+            dataset = dataset.cache()
+            if training:
+                dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
+            return dataset.batch(batch_size, drop_remainder=training).prefetch(2).with_options(options)
+        rows = dataset.batch(size).get_single_element()
+        steps = size // batch_size
+        row_bytes = sum(t.dtype.size * int(np.prod(t.shape[1:])) for t in tf.nest.flatten(rows))
+        chunk = int(max(1, min(steps, GATHER_BYTES // max(1, row_bytes * batch_size))))
+
+        def epoch(draw):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(size, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), draw]))
+            order = tf.reshape(order[: steps * batch_size], [steps, batch_size])
+            chunks = tf.data.Dataset.range(0, steps, chunk)
+            return chunks.map(lambda start: tf.nest.map_structure(
+                lambda tensor: tf.gather(tensor, order[start:start + chunk]), rows)).unbatch()
+
+        # One seeded draw per pass over the data: each epoch gets its own
+        # permutation, and the same seed gives the same epochs. (Shuffling
+        # a dataset of the indices instead costs 3-5x the CPU per batch.)
+        draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        # flat_map hides the length, which Keras and tf.distribute use.
+        batches = draws.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(steps))
+        return batches.prefetch(2).with_options(options)
 
     def compile(self, model, config, train_config=None, steps_per_epoch=None):
         """Compiles `model` with the task's optimizer and loss.
