@@ -118,9 +118,10 @@ def mlp_tuning(size="full", only=None):
         def run():
             from zoo import trainer
 
-            # What zoo would gain if its batch hooks let Keras dispatch them
-            # asynchronously (NaNGuard and TensorBoardLogger are not marked
-            # `async_safe`, so every step waits for its logs).
+            # A control: marking NaNGuard and TensorBoardLogger `async_safe`
+            # changes nothing on TensorFlow, whose backend says it is not
+            # thread-safe (keras.src.backend.IS_THREAD_SAFE is False), so
+            # Keras 3.15 never dispatches batch hooks asynchronously there.
             patched = (trainer.NaNGuard, trainer.TensorBoardLogger) if async_callbacks else ()
             for cls in patched:
                 cls.async_safe = True
