@@ -192,6 +192,7 @@ def test_plain_keras_hub_loads_preset_with_identical_greedy_output(trained):
     plain = keras_hub.models.GPT2CausalLM.from_preset(preset)
     plain.compile(sampler="greedy")
     ours = zoo.get("gpt2_textgen", preset=preset)  # Compiled with greedy.
+    assert "make_generate_function" in vars(ours)  # zoo.decoding's generate, not keras-hub's.
     expected = plain.generate(PROMPTS, max_length=24)
     assert list(ours.generate(PROMPTS, max_length=24)) == list(expected)
     assert list(run.model.generate(PROMPTS, max_length=24)) == list(expected)

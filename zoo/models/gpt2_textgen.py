@@ -547,10 +547,13 @@ def from_preset(cls, preset):
 
 
 def load_preset(preset):
-    """Loads a `GPT2CausalLM` from a keras-hub preset name or directory."""
+    """Loads a `GPT2CausalLM` from a keras-hub preset name or directory,
+    with zoo's faster generate function (`zoo.decoding`)."""
     import keras_hub
 
-    return from_preset(keras_hub.models.GPT2CausalLM, preset)
+    from zoo import decoding
+
+    return decoding.install(from_preset(keras_hub.models.GPT2CausalLM, preset))
 
 
 def _preset_architecture(preset):
@@ -715,7 +718,12 @@ class GPT2TextGenTask(Task):
         # offsets, and a window is only a slice of the token stream.
         if training:
             dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        return dataset.batch(batch_size, drop_remainder=training).prefetch(tf.data.AUTOTUNE)
+        # A fixed prefetch with tf.data's autotuner off, as `Task.batch`: a
+        # window is one slice, and the autotuner's teardown when `fit`
+        # returns could leave the process idle for seconds.
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        return dataset.batch(batch_size, drop_remainder=training).prefetch(2).with_options(options)
 
     def build(self, builder, config, preset, data):
         model = builder(config, preset=preset, tokenizer_files=data.extras.get("tokenizer_files"))
@@ -908,4 +916,7 @@ def gpt2_textgen(config, preset=None, tokenizer_files=None):
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
         tokenizer=tokenizer, sequence_length=config.sequence_length
     )
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor)
+    from zoo import decoding
+
+    # Same model and presets; `generate` keeps a per-layer cache and decodes under XLA.
+    return decoding.install(keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=preprocessor))
