@@ -43,7 +43,8 @@ def read_scalars(logdir):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "mlp"
-    return zoo.train("mlp_regressor", epochs=2, run_dir=run_dir, log_every_n_steps=2, **SMALL)
+    return zoo.train("mlp_regressor", epochs=2, run_dir=run_dir, log_every_n_steps=2,
+                     steps_per_execution=1, **SMALL)
 
 
 def test_run_dir_holds_every_file(finished_run):
@@ -70,6 +71,19 @@ def test_tensorboard_events_hold_scalars_and_hparams(finished_run):
     assert ("train", "epoch_examples_per_second") in scalars
     assert (".", "final/test_mse") in scalars
     assert "hparams" in plugins
+
+
+def test_recipe_steps_per_execution_default_keeps_losses_and_step_logs(tmp_path):
+    """mlp_regressor runs 8 steps per execution by default: the same losses
+    as one step per call, and step scalars still by global step, once each."""
+    eight = zoo.train("mlp_regressor", epochs=2, run_dir=tmp_path / "a", log_every_n_steps=1, **SMALL)
+    one = zoo.train("mlp_regressor", epochs=2, run_dir=tmp_path / "b", steps_per_execution=1, **SMALL)
+    assert eight.config["train"]["steps_per_execution"] == 8
+    assert one.config["train"]["steps_per_execution"] == 1
+    assert eight.history["loss"] == pytest.approx(one.history["loss"], rel=1e-5)
+    scalars, _ = read_scalars(os.path.join(eight.dir, "logs"))
+    steps = [s for s, _ in scalars[("train", "batch_loss")]]
+    assert steps == [8, 16]  # 8 steps an epoch, one execution each.
 
 
 def test_finished_run_is_not_retrained(finished_run, capsys):
@@ -136,7 +150,8 @@ def _wait_for(predicate, timeout, what):
 def test_sigkill_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "run"
     command = [*ZOO, "train", "mlp_regressor", "--epochs", "6", "--run-dir", str(run_dir), "--quiet",
-               "--data-option", "num_train=2000", "--batch-size", "16", "--log-every-n-steps", "10"]
+               "--data-option", "num_train=2000", "--batch-size", "16", "--log-every-n-steps", "10",
+               "--steps-per-execution", "1"]
     state = run_dir / "checkpoints" / "state.json"
     process = subprocess.Popen(command, env=zoo_env(), cwd=tmp_path)
     try:
@@ -236,8 +251,12 @@ def test_a_registered_third_party_model_trains_on_arrays(tmp_path):
         zoo.registry.unregister("zz_tiny")
 
 
-def test_profile_batch_captures_a_profile(tmp_path):
-    zoo.train("mlp_regressor", epochs=1, run_dir=tmp_path / "p", profile_batch=(2, 4), **SMALL)
+@pytest.mark.parametrize("steps_per_execution", [1, 8])
+def test_profile_batch_captures_a_profile(tmp_path, steps_per_execution):
+    # With 8 steps a call, steps 2-4 are never seen alone: the call that
+    # runs them is profiled.
+    zoo.train("mlp_regressor", epochs=1, run_dir=tmp_path / "p", profile_batch=(2, 4),
+              steps_per_execution=steps_per_execution, **SMALL)
     profiles = [f for _, _, files in os.walk(tmp_path / "p" / "logs" / "train" / "plugins" / "profile")
                 for f in files if f.endswith(".xplane.pb")]
     assert profiles

@@ -41,7 +41,7 @@ def add_train_arguments(parser, defaults=None):
     add("--run-dir", help="run directory; rerun with the same one to resume")
     add("--seed", type=int, default=0)
     add("--mixed-precision", help="a Keras dtype policy such as mixed_bfloat16")
-    add("--steps-per-execution", type=int, default=1)
+    add("--steps-per-execution", type=int, help="training steps per tf.function call (default: the recipe's)")
     add("--jit-compile", default="auto", choices=["auto", "true", "false"], help="XLA")
     add("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a model config field, such as --set hidden_units=[256,256]")

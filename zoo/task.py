@@ -51,7 +51,8 @@ class Task:
             not given.
         data_help: str. What `data=` accepts, for `zoo info`.
         train_defaults: dict. Default `epochs`, `batch_size` and
-            `learning_rate` of the recipe.
+            `learning_rate` of the recipe, and optionally
+            `steps_per_execution` (1 when absent).
         has_presets: bool. Whether the builder takes `preset=`.
         tokens_per_example: int or None. Set by text tasks so the trainer
             logs tokens/s.

@@ -244,7 +244,7 @@ def train(
     run_dir=None,
     seed=0,
     mixed_precision=None,
-    steps_per_execution=1,
+    steps_per_execution=None,
     jit_compile="auto",
     callbacks=(),
     data_options=None,
@@ -268,7 +268,9 @@ def train(
             to `runs/<name>/<YYYYmmdd-HHMMSS>`.
         seed: int. Defaults to 0.
         mixed_precision: str. A Keras dtype policy. Defaults to None.
-        steps_per_execution: int. Defaults to 1.
+        steps_per_execution: int. Training steps per `tf.function` call.
+            Defaults to the recipe's default (8 for `mlp_regressor` and
+            `dcgan`, whose steps are short; otherwise 1).
         jit_compile: "auto", True or False. Defaults to "auto".
         callbacks: list of `keras.callbacks.Callback`. Extra callbacks.
         data_options: dict. Dataset options (`target`, `features`, ...).
@@ -299,7 +301,8 @@ def train(
         strategy=strategy,
         seed=seed,
         mixed_precision=mixed_precision,
-        steps_per_execution=steps_per_execution,
+        steps_per_execution=(steps_per_execution if steps_per_execution is not None
+                             else defaults.get("steps_per_execution", 1)),
         jit_compile=jit_compile,
         log_every_n_steps=log_every_n_steps,
         profile_batch=tuple(profile_batch) if profile_batch else None,
@@ -628,6 +631,20 @@ class TensorBoardLogger(_callback_base()):
         # One read of the global step an epoch, not a device sync a batch.
         self.first_step = int(self.model.optimizer.iterations.numpy()) if self.enabled else 0
 
+    def on_train_batch_begin(self, batch, logs=None):
+        profile = self.train_config.profile_batch
+        if not (self.enabled and profile) or self._profiling:
+            return
+        # The call about to run does global steps done+1 .. done+spe: start
+        # if any of them is in the range (with steps_per_execution > 1 a
+        # step is never seen alone).
+        done = self.first_step + batch
+        if done + self.train_config.steps_per_execution >= profile[0] and done < profile[1]:
+            import tensorflow as tf
+
+            tf.profiler.experimental.start(os.path.join(self.logdir, "train"))
+            self._profiling = True
+
     def on_train_batch_end(self, batch, logs=None):
         self.steps = batch + 1
         self.train_time = time.perf_counter() - self.start
@@ -636,15 +653,11 @@ class TensorBoardLogger(_callback_base()):
         step = self.first_step + batch + 1
         every = self.train_config.log_every_n_steps
         profile = self.train_config.profile_batch
-        if profile:
+        if profile and self._profiling and step >= profile[1]:
             import tensorflow as tf
 
-            if step >= profile[0] and not self._profiling and step < profile[1]:
-                tf.profiler.experimental.start(os.path.join(self.logdir, "train"))
-                self._profiling = True
-            elif step >= profile[1] and self._profiling:
-                tf.profiler.experimental.stop()
-                self._profiling = False
+            tf.profiler.experimental.stop()
+            self._profiling = False
         if every and step % every < self.train_config.steps_per_execution and logs:
             import tensorflow as tf
 

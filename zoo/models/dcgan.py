@@ -101,7 +101,8 @@ class DCGANTask(Task):
         "digits (default), mnist, fashion_mnist, cifar10 (tfds; option tfds_data_dir), "
         "or a folder of PNG/JPEG images (resized to the config's size; class subfolders enable FID)"
     )
-    train_defaults = {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4}
+    # 8 steps per execution: 1.18x faster epochs (docs/performance.md).
+    train_defaults = {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4, "steps_per_execution": 8}
 
     def load_data(self, data, config, options, seed):
         return load_images(data or self.default_data, config, options)

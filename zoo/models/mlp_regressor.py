@@ -71,7 +71,8 @@ class MLPRegressorTask(Task):
         "friedman1 (default; options num_train, noise, data_seed), diabetes, "
         "or a CSV path with options target, features, drop_missing"
     )
-    train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3}
+    # 8 steps per execution: 1.36x faster epochs, the same losses (docs/performance.md).
+    train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3, "steps_per_execution": 8}
 
     def default_batch_size(self, num_train):
         """About 40 steps an epoch: 256 for 10,000 rows, 16 for small tables."""
