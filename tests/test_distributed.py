@@ -61,6 +61,21 @@ def test_auto_picks_multi_worker_for_a_cluster(monkeypatch):
     assert distribute.is_chief() and distribute.task_id() == "chief"
 
 
+def test_steps_per_execution_under_multi_worker(monkeypatch, tmp_path):
+    # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy:
+    # recipes that default to 8 run 1 there (test_two_workers_train_like_one_process),
+    # and an explicit 8 is a clear error before anything is written.
+    import zoo
+
+    monkeypatch.setenv("TF_CONFIG", _cluster(2, 0))
+    for strategy in ("auto", "multi_worker"):
+        with pytest.raises(ValueError, match=r"steps_per_execution > 1 does not work under the "
+                                             r"multi_worker strategy.*Received: steps_per_execution=8"):
+            zoo.train("mlp_regressor", steps_per_execution=8, strategy=strategy,
+                      run_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
 def test_auto_never_picks_mirrored_on_one_device(monkeypatch):
     import tensorflow as tf
 

@@ -108,6 +108,15 @@ class TrainConfig:
         )
 
 
+def _keras_version():
+    from importlib import metadata
+
+    try:
+        return metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return "3"
+
+
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or Inf; the last good checkpoint was kept."""
 
@@ -294,6 +303,21 @@ def train(
     model_config = registry.get_config(name, **overrides)
     defaults = task.train_defaults
     options = dict(data_options or {})
+    distribute.check_name(strategy)
+    multi_worker = strategy == "multi_worker" or (strategy == "auto" and distribute.cluster_workers() >= 2)
+    if steps_per_execution is None:
+        steps_per_execution = defaults.get("steps_per_execution", 1)
+        if multi_worker:
+            steps_per_execution = 1  # See below.
+    elif steps_per_execution > 1 and multi_worker:
+        # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy
+        # with "You must feed a value for placeholder tensor ... Placeholder".
+        raise ValueError(
+            "steps_per_execution > 1 does not work under the multi_worker strategy in "
+            f"Keras {_keras_version()}: its multi-step training loop fails there. Use "
+            f"steps_per_execution=1 (the default for multi-worker runs). Received: "
+            f"steps_per_execution={steps_per_execution}."
+        )
     train_config = TrainConfig(
         epochs=epochs if epochs is not None else defaults["epochs"],
         batch_size=batch_size if batch_size is not None else defaults.get("batch_size") or 1,
@@ -301,8 +325,7 @@ def train(
         strategy=strategy,
         seed=seed,
         mixed_precision=mixed_precision,
-        steps_per_execution=(steps_per_execution if steps_per_execution is not None
-                             else defaults.get("steps_per_execution", 1)),
+        steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
         log_every_n_steps=log_every_n_steps,
         profile_batch=tuple(profile_batch) if profile_batch else None,
