@@ -65,6 +65,13 @@ def task_id():
     return f"{task.get('type', 'worker')}-{task.get('index', 0)}"
 
 
+def picks_multi_worker(name="auto"):
+    """Whether `name` stands for the multi_worker strategy here, decided from
+    `TF_CONFIG` without importing TensorFlow."""
+    check_name(name)
+    return name == "multi_worker" or (name == "auto" and cluster_workers() >= 2)
+
+
 def resolve_name(name="auto"):
     """Returns the explicit strategy name that `name` stands for.
 
@@ -74,11 +81,10 @@ def resolve_name(name="auto"):
     CPU, MirroredStrategy over logical devices trains several times slower
     than the default strategy.
     """
-    check_name(name)
+    if picks_multi_worker(name):
+        return "multi_worker"
     if name != "auto":
         return name
-    if cluster_workers() >= 2:
-        return "multi_worker"
     import tensorflow as tf
 
     gpus = tf.config.list_logical_devices("GPU")

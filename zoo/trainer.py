@@ -108,15 +108,6 @@ class TrainConfig:
         )
 
 
-def _keras_version():
-    from importlib import metadata
-
-    try:
-        return metadata.version("keras")
-    except metadata.PackageNotFoundError:
-        return "3"
-
-
 class TrainingDivergedError(FloatingPointError):
     """The loss became NaN or Inf; the last good checkpoint was kept."""
 
@@ -303,19 +294,16 @@ def train(
     model_config = registry.get_config(name, **overrides)
     defaults = task.train_defaults
     options = dict(data_options or {})
-    distribute.check_name(strategy)
-    multi_worker = strategy == "multi_worker" or (strategy == "auto" and distribute.cluster_workers() >= 2)
+    multi_worker = distribute.picks_multi_worker(strategy)
     if steps_per_execution is None:
-        steps_per_execution = defaults.get("steps_per_execution", 1)
-        if multi_worker:
-            steps_per_execution = 1  # See below.
+        steps_per_execution = 1 if multi_worker else defaults.get("steps_per_execution", 1)  # See below.
     elif steps_per_execution > 1 and multi_worker:
         # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy
         # with "You must feed a value for placeholder tensor ... Placeholder".
         raise ValueError(
-            "steps_per_execution > 1 does not work under the multi_worker strategy in "
-            f"Keras {_keras_version()}: its multi-step training loop fails there. Use "
-            f"steps_per_execution=1 (the default for multi-worker runs). Received: "
+            "steps_per_execution > 1 does not work under the multi_worker strategy: Keras' "
+            "multi-step training loop fails there (Keras 3.15). Use steps_per_execution=1 "
+            "(the default for multi-worker runs). Received: "
             f"steps_per_execution={steps_per_execution}."
         )
     train_config = TrainConfig(
