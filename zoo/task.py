@@ -15,6 +15,20 @@ import typing
 GATHER_BYTES = 32 * 2**20
 
 
+def prefetch_fixed(dataset):
+    """`dataset` with two batches prefetched and tf.data's autotuning off.
+
+    The producers here are cheap, and the autotuner, torn down when `fit`
+    returns, can leave the process idle for seconds (docs/performance.md,
+    "The idle end of `fit`").
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.prefetch(2).with_options(options)
+
+
 @dataclasses.dataclass
 class Data:
     """The datasets of a run.
@@ -108,15 +122,13 @@ class Task:
         import numpy as np
         import tensorflow as tf
 
-        options = tf.data.Options()
-        options.autotune.enabled = False
         size = int(dataset.cardinality())
         if not training or size < batch_size:
             # Also datasets of unknown size (cardinality < 0).
             dataset = dataset.cache()
             if training:
                 dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-            return dataset.batch(batch_size, drop_remainder=training).prefetch(2).with_options(options)
+            return prefetch_fixed(dataset.batch(batch_size, drop_remainder=training))
         rows = dataset.batch(size).get_single_element()
         steps = size // batch_size
         row_bytes = sum(t.dtype.size * int(np.prod(t.shape[1:])) for t in tf.nest.flatten(rows))
@@ -136,7 +148,7 @@ class Task:
         draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
         # flat_map hides the length, which Keras and tf.distribute use.
         batches = draws.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(steps))
-        return batches.prefetch(2).with_options(options)
+        return prefetch_fixed(batches)
 
     def compile(self, model, config, train_config=None, steps_per_epoch=None):
         """Compiles `model` with the task's optimizer and loss.

@@ -27,7 +27,7 @@ import os
 
 from zoo import config as config_lib
 from zoo import registry
-from zoo.task import Data, Task
+from zoo.task import Data, Task, prefetch_fixed
 
 PAD_TOKEN = "<|pad|>"
 END_TOKEN = "<|endoftext|>"
@@ -712,18 +712,11 @@ class GPT2TextGenTask(Task):
         )
 
     def batch(self, dataset, batch_size, *, training, seed=0):
-        import tensorflow as tf
-
         # No `cache()`: it would freeze the first epoch's random window
         # offsets, and a window is only a slice of the token stream.
         if training:
             dataset = dataset.shuffle(100_000, seed=seed, reshuffle_each_iteration=True)
-        # A fixed prefetch with tf.data's autotuner off, as `Task.batch`: a
-        # window is one slice, and the autotuner's teardown when `fit`
-        # returns could leave the process idle for seconds.
-        options = tf.data.Options()
-        options.autotune.enabled = False
-        return dataset.batch(batch_size, drop_remainder=training).prefetch(2).with_options(options)
+        return prefetch_fixed(dataset.batch(batch_size, drop_remainder=training))
 
     def build(self, builder, config, preset, data):
         model = builder(config, preset=preset, tokenizer_files=data.extras.get("tokenizer_files"))
