@@ -130,17 +130,16 @@ def test_token_embedding_starts_at_the_configured_scale(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
     files = g.train_tokenizer(["some text to learn merges from, " * 40], 300, str(tmp_path / "bpe"))
-    config = zoo.get_config("gpt2_textgen", **TINY)
     stds = {}
     for stddev in (0.05, 0.2):
         keras.utils.set_random_seed(0)
-        model = g.gpt2_textgen(config.__class__(**{**vars(config), "embedding_stddev": stddev}),
+        model = g.gpt2_textgen(zoo.get_config("gpt2_textgen", embedding_stddev=stddev, **TINY),
                                tokenizer_files=files)
         stds[stddev] = np.asarray(model.backbone.token_embedding.embeddings)
     assert np.std(stds[0.05]) == pytest.approx(0.05, rel=0.1)
     assert np.std(stds[0.2]) == pytest.approx(0.2, rel=0.1)
     keras.utils.set_random_seed(0)
-    again = g.gpt2_textgen(config, tokenizer_files=files)
+    again = g.gpt2_textgen(zoo.get_config("gpt2_textgen", **TINY), tokenizer_files=files)
     assert np.array_equal(np.asarray(again.backbone.token_embedding.embeddings), stds[0.05])
 
 
