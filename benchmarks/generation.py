@@ -1,11 +1,11 @@
 """GPT-2 greedy generation: zoo's model against keras-hub's and transformers'.
 
 The zoo contender is the model `zoo.get("gpt2_textgen")` builds (keras-hub's
-`GPT2CausalLM` with zoo's generate function, `zoo.decoding`, and the greedy
+`GPT2CausalLM` with zoo's generate function, `zoo.models.gpt2_textgen.decoding`, and the greedy
 sampler zoo compiles it with), called on token ids so that every side does
 exactly the same work: a 16-token prompt, then 128 new tokens with no early
 stop. The keras-hub contenders are the same model with keras-hub's own
-generate function (what zoo ran before `zoo.decoding`), as Keras configures
+generate function (what zoo ran before `zoo.models.gpt2_textgen.decoding`), as Keras configures
 it on a CPU (no XLA) and with `jit_compile=True`. The transformers
 contender is `GPT2LMHeadModel` of the same config with
 `generate(use_cache=True, do_sample=False)`.
@@ -32,7 +32,7 @@ def _zoo_model(arch, keras_hub_generate=False, jit_compile=None):
 
     model = zoo.get("gpt2_textgen", dropout=0.0, sequence_length=arch["max_sequence_length"], **arch)
     if keras_hub_generate:
-        # keras-hub's own generate function, as before zoo.decoding.
+        # keras-hub's own generate function, as before zoo's decoding loop.
         vars(model).pop("make_generate_function", None)
     if jit_compile is not None:
         model.jit_compile = jit_compile

@@ -116,7 +116,7 @@ def run(names=None, size="full", out_dir=RESULTS_DIR, in_process=False, rss=True
     """
     names = list(names or BENCHMARKS)
     check_names(names)
-    from zoo.trainer import write_json
+    from zoo.files import write_json
 
     machine = common.machine_info()
     path = os.path.join(out_dir, f"{platform.node()}-{datetime.date.today().isoformat()}.json")
@@ -229,7 +229,7 @@ def main(argv=None):
             print(render(json.load(f), markdown=args.markdown))
         return 0
     if args.worker:
-        from zoo.trainer import write_json
+        from zoo.files import write_json
 
         write_json(args.result_file, run_benchmark(args.worker, size, args.only))
         return 0

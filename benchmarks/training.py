@@ -377,13 +377,14 @@ def gpt2_corpus(cfg, directory):
     import numpy as np
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from zoo.models import gpt2_textgen
+    from zoo.data import text as corpus
+    from zoo.models.gpt2_textgen import tokenizer as tokenizer_lib
 
-    text = "\n\n".join(gpt2_textgen.embedded_corpus().values())[: cfg["chars"]]
+    text = "\n\n".join(corpus.embedded_corpus().values())[: cfg["chars"]]
     path = os.path.join(directory, "corpus.txt")
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
-    files = gpt2_textgen.default_tokenizer_files(cfg["vocabulary_size"])
+    files = tokenizer_lib.default_tokenizer_files(cfg["vocabulary_size"])
     with open(files[0], encoding="utf-8") as f:
         vocab = json.load(f)
     with open(files[1], encoding="utf-8") as f:

@@ -116,13 +116,13 @@ def mlp_tuning(size="full", only=None):
 
     def zoo_variant(async_callbacks=False, **kwargs):
         def run():
-            from zoo import trainer
+            from zoo import callbacks as zoo_callbacks
 
             # A control: marking NaNGuard and TensorBoardLogger `async_safe`
             # changes nothing on TensorFlow, whose backend says it is not
             # thread-safe (keras.src.backend.IS_THREAD_SAFE is False), so
             # Keras 3.15 never dispatches batch hooks asynchronously there.
-            patched = (trainer.NaNGuard, trainer.TensorBoardLogger) if async_callbacks else ()
+            patched = (zoo_callbacks.NaNGuard, zoo_callbacks.TensorBoardLogger) if async_callbacks else ()
             for cls in patched:
                 cls.async_safe = True
             timer = common.step_timer()
@@ -390,14 +390,15 @@ def fit_tail(size="full", only=None):
     import keras_hub
     import tensorflow as tf
 
-    from zoo.models import gpt2_textgen
+    from zoo.data import text as corpus
+    from zoo.models.gpt2_textgen import tokenizer as tokenizer_lib
 
     # The tail does not depend on the model's size: the quick config serves.
     cfg = training.GPT2_SIZES["tiny" if size == "tiny" else "quick"]
     repeats = {"tiny": 1, "quick": 3, "full": 6}[size]
     steps = {"tiny": 2, "quick": 2, "full": 2}[size]
-    documents = list(gpt2_textgen.embedded_corpus().values())
-    tokenizer = gpt2_textgen.make_tokenizer(*gpt2_textgen.default_tokenizer_files(cfg["vocabulary_size"]))
+    documents = list(corpus.embedded_corpus().values())
+    tokenizer = tokenizer_lib.make_tokenizer(*tokenizer_lib.default_tokenizer_files(cfg["vocabulary_size"]))
     tmp = tempfile.mkdtemp(prefix="zoo-bench-tail-")
     _, windows = training.gpt2_corpus(cfg, tmp)
     shutil.rmtree(tmp, ignore_errors=True)
@@ -462,7 +463,7 @@ def zoo_overhead(size="full", only=None):
     import keras
 
     import zoo
-    from zoo import trainer
+    from zoo import callbacks as zoo_callbacks
 
     gpt = training.GPT2_SIZES[size]
     tmp = tempfile.mkdtemp(prefix="zoo-bench-overhead-")
@@ -478,7 +479,7 @@ def zoo_overhead(size="full", only=None):
     if only:
         runs = {only: runs[only]}
     hooks = ("on_train_batch_end", "on_epoch_end", "on_train_end", "on_train_begin", "on_epoch_begin")
-    classes = [trainer.NaNGuard, trainer.TensorBoardLogger, trainer.Checkpoint,
+    classes = [zoo_callbacks.NaNGuard, zoo_callbacks.TensorBoardLogger, zoo_callbacks.Checkpoint,
                keras.callbacks.ReduceLROnPlateau, keras.callbacks.EarlyStopping]
     spent = {}
     originals = []

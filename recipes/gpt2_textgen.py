@@ -6,19 +6,15 @@
 The same as `zoo train gpt2_textgen`; `--help` lists every flag.
 """
 
-import argparse
 import sys
 
-from zoo import cli, registry
+from zoo import cli
 
 NAME = "gpt2_textgen"
-DEFAULTS = dict(registry.get_entry(NAME).task.train_defaults)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_train_arguments(parser, DEFAULTS)
-    return cli.run_training(NAME, parser.parse_args(argv))
+    return cli.recipe_main(NAME, argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import pytest
 import zoo
 from conftest import ZOO, zoo_env
 from zoo import cli
-from zoo import fid as fid_lib
-from zoo import images as images_lib
+from zoo.data import images as images_lib
+from zoo.metrics import fid as fid_lib
 
 TINY = dict(latent_dim=8, generator_filters=8, discriminator_filters=8)
 

@@ -1,4 +1,4 @@
-"""zoo.decoding: the same tokens as keras-hub's own generate, one trace.
+"""gpt2_textgen's decoding: the same tokens as keras-hub's own generate, one trace.
 
 A tiny randomly initialized GPT-2 (2 layers, hidden 16): its logits are
 nearly uniform, so a difference in the arithmetic would show up as another
@@ -8,7 +8,7 @@ greedy token soon.
 import numpy as np
 import pytest
 
-from zoo import decoding
+from zoo.models.gpt2_textgen import decoding
 
 
 def _models():

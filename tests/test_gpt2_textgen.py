@@ -10,7 +10,12 @@ import os
 
 import pytest
 
+from zoo.data import text as corpus
+from zoo.metrics import text as text_metrics
 from zoo.models import gpt2_textgen as g
+from zoo.models.gpt2_textgen import generation
+from zoo.models.gpt2_textgen import tokenizer as tokenizer_lib
+from zoo.models.gpt2_textgen.task import GPT2TextGenTask
 
 TINY = dict(vocabulary_size=300, num_layers=2, num_heads=2, hidden_dim=16,
             intermediate_dim=32, max_sequence_length=64, sequence_length=16)
@@ -45,10 +50,10 @@ def trained(tmp_path_factory):
 
 def test_tokenizer_round_trip(tmp_path):
     text = "def main():\n    print('héllo wörld')  # ok\n" * 20
-    vocabulary, merges = g.train_tokenizer([text], 300, str(tmp_path))
-    tokenizer = g.make_tokenizer(vocabulary, merges)
-    assert tokenizer.token_to_id(g.PAD_TOKEN) == 0 and tokenizer.pad_token_id == 0
-    assert tokenizer.token_to_id(g.END_TOKEN) == 1 and tokenizer.end_token_id == 1
+    vocabulary, merges = tokenizer_lib.train_tokenizer([text], 300, str(tmp_path))
+    tokenizer = tokenizer_lib.make_tokenizer(vocabulary, merges)
+    assert tokenizer.token_to_id(tokenizer_lib.PAD_TOKEN) == 0 and tokenizer.pad_token_id == 0
+    assert tokenizer.token_to_id(tokenizer_lib.END_TOKEN) == 1 and tokenizer.end_token_id == 1
     assert 258 < tokenizer.vocabulary_size() <= 300
     ids = tokenizer(text)
     assert len(ids) < len(text.encode()) / 2  # Merges were learned.
@@ -56,65 +61,65 @@ def test_tokenizer_round_trip(tmp_path):
 
 
 def test_corpus_split_is_fixed_and_disjoint(tmp_path):
-    train, validation, name = g.read_corpus()
-    again, validation_again, _ = g.read_corpus()
+    train, validation, name = corpus.read_corpus()
+    again, validation_again, _ = corpus.read_corpus()
     assert name == "pydoc" and validation == validation_again and train == again
     assert not set(train) & set(validation)
     share = sum(map(len, validation)) / sum(map(len, train + validation))
     assert 0.05 < share < 0.2
     # One file is cut once, at a line break.
     (tmp_path / "one.txt").write_text("".join(f"line {i}\n" for i in range(100)))
-    train, validation, _ = g.read_corpus(str(tmp_path / "one.txt"))
+    train, validation, _ = corpus.read_corpus(str(tmp_path / "one.txt"))
     assert len(train) == len(validation) == 1 and validation[0].startswith("line ")
     assert train[0] + validation[0] == (tmp_path / "one.txt").read_text()
     # A glob reads every matching file.
     (tmp_path / "two.txt").write_text("more text\n" * 50)
-    train, validation, _ = g.read_corpus(str(tmp_path / "*.txt"))
+    train, validation, _ = corpus.read_corpus(str(tmp_path / "*.txt"))
     assert len(train) + len(validation) == 2
 
 
 def test_bad_inputs(tmp_path, monkeypatch):
     (tmp_path / "empty.txt").write_text("  \n")
     with pytest.raises(ValueError, match="holds no text"):
-        g.read_corpus(str(tmp_path / "empty.txt"))
+        corpus.read_corpus(str(tmp_path / "empty.txt"))
     with pytest.raises(FileNotFoundError, match="not found"):
-        g.read_corpus(str(tmp_path / "missing.txt"))
+        corpus.read_corpus(str(tmp_path / "missing.txt"))
     with pytest.raises(FileNotFoundError, match="Did you mean 'imdb_reviews'"):
-        g.read_corpus("imdb_review")
+        corpus.read_corpus("imdb_review")
     (tmp_path / "bin.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(ValueError, match="UTF-8"):
-        g.read_corpus(str(tmp_path / "bin.txt"))
+        corpus.read_corpus(str(tmp_path / "bin.txt"))
     with pytest.raises(ValueError, match="Unknown data option 'tfds_dir'"):
-        g.read_corpus(None, {"tfds_dir": "x"})
+        corpus.read_corpus(None, {"tfds_dir": "x"})
     with pytest.raises(FileNotFoundError, match="not in the tfds data dir"):
-        g.read_corpus("tiny_shakespeare", {"tfds_data_dir": str(tmp_path / "tfds")})
+        corpus.read_corpus("tiny_shakespeare", {"tfds_data_dir": str(tmp_path / "tfds")})
     with pytest.raises(ValueError, match="Unknown sampler 'topp'. Did you mean 'top_p'"):
-        g.make_sampler("topp")
+        generation.make_sampler("topp")
     with pytest.raises(ValueError, match="Unknown preset 'gpt2_base'"):
-        g.load_preset("gpt2_base")
+        generation.load_preset("gpt2_base")
     with pytest.raises(FileNotFoundError, match="Preset directory"):
-        g.load_preset(str(tmp_path / "nope"))
+        generation.load_preset(str(tmp_path / "nope"))
     # Offline, a built-in name fails at once with what to do instead.
     monkeypatch.setattr(g, "_kaggle_reachable", lambda timeout=3.0: False)
     monkeypatch.setattr(g, "_builtin_cached", lambda preset: False)
     with pytest.raises(ConnectionError, match="need the network.*save_to_preset"):
-        g.load_preset("gpt2_base_en")
+        generation.load_preset("gpt2_base_en")
 
 
 def test_metrics_on_known_cases():
     import lzma
 
-    scores = g.text_metrics(4 * math.log(2), 4, 2)
+    scores = text_metrics.text_metrics(4 * math.log(2), 4, 2)
     assert scores["perplexity"] == pytest.approx(2.0)
     assert scores["bits_per_byte"] == pytest.approx(2.0)
     data = b"abcabcabc" * 1000
-    assert g.xz_bits_per_byte(data) == 8 * len(lzma.compress(data, preset=9)) / len(data)
-    assert g.xz_bits_per_byte(data) < 0.2 < g.xz_bits_per_byte(os.urandom(5000)) > 7.9
+    assert text_metrics.xz_bits_per_byte(data) == 8 * len(lzma.compress(data, preset=9)) / len(data)
+    assert text_metrics.xz_bits_per_byte(data) < 0.2 < text_metrics.xz_bits_per_byte(os.urandom(5000)) > 7.9
     # Windows cover every target of the stream exactly once.
     import numpy as np
 
     stream = np.arange(1, 41, dtype="int32")
-    x, y, w = g.validation_windows(stream, 16)
+    x, y, w = tokenizer_lib.validation_windows(stream, 16)
     assert w.sum() == 39 and sorted(y[w > 0].tolist()) == list(range(2, 41))
     assert (x["token_ids"][x["padding_mask"]] == stream[:40]).all()
 
@@ -129,7 +134,7 @@ def test_token_embedding_starts_at_the_configured_scale(tmp_path, monkeypatch):
     import zoo
 
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path))
-    files = g.train_tokenizer(["some text to learn merges from, " * 40], 300, str(tmp_path / "bpe"))
+    files = tokenizer_lib.train_tokenizer(["some text to learn merges from, " * 40], 300, str(tmp_path / "bpe"))
     stds = {}
     for stddev in (0.05, 0.2):
         keras.utils.set_random_seed(0)
@@ -149,16 +154,16 @@ def test_uniform_model_scores_log_vocabulary(trained, tmp_path):
     import tensorflow as tf
 
     run, _ = trained
-    model = g.load_preset(os.path.join(run.dir, "preset"))
+    model = generation.load_preset(os.path.join(run.dir, "preset"))
     embedding = model.backbone.token_embedding
     embedding.embeddings.assign(np.zeros(embedding.embeddings.shape, "float32"))
     stream = np.arange(2, 2 + 50, dtype="int32") % 250 + 2
-    x, y, w = g.validation_windows(stream, 16)
-    nll, tokens = g.summed_nll(model, tf.data.Dataset.from_tensor_slices((x, y, w)).batch(2))
+    x, y, w = tokenizer_lib.validation_windows(stream, 16)
+    nll, tokens = text_metrics.summed_nll(model, tf.data.Dataset.from_tensor_slices((x, y, w)).batch(2))
     vocabulary = model.backbone.vocabulary_size
     assert tokens == 49
-    assert g.text_metrics(nll, tokens, 98)["perplexity"] == pytest.approx(vocabulary, rel=1e-5)
-    assert g.text_metrics(nll, tokens, 98)["bits_per_byte"] == pytest.approx(49 * math.log2(vocabulary) / 98, rel=1e-5)
+    assert text_metrics.text_metrics(nll, tokens, 98)["perplexity"] == pytest.approx(vocabulary, rel=1e-5)
+    assert text_metrics.text_metrics(nll, tokens, 98)["bits_per_byte"] == pytest.approx(49 * math.log2(vocabulary) / 98, rel=1e-5)
 
 
 def test_training_run_writes_metrics_preset_and_samples(trained):
@@ -199,25 +204,25 @@ def test_plain_keras_hub_loads_preset_with_identical_greedy_output(trained):
 
 def test_every_sampler_adds_text_without_recompiling(trained):
     run, _ = trained
-    model = g.load_preset(os.path.join(run.dir, "preset"))
-    for name in g.SAMPLERS:
-        sampler = g.make_sampler(name, temperature=0.8, top_k=5, top_p=0.9, num_beams=2, seed=1)
-        outputs = g.generate_text(model, PROMPTS, 24, sampler)
+    model = generation.load_preset(os.path.join(run.dir, "preset"))
+    for name in generation.SAMPLERS:
+        sampler = generation.make_sampler(name, temperature=0.8, top_k=5, top_p=0.9, num_beams=2, seed=1)
+        outputs = generation.generate_text(model, PROMPTS, 24, sampler)
         assert len(outputs) == 2
         for prompt, output in zip(PROMPTS, outputs):
             # New text after the prompt: an end token that doubled as the pad
             # token used to stop generation at once.
             assert len(output) > len(prompt) + 2, (name, output)
         function = model.generate_function
-        g.generate_text(model, ["Another prompt"], 24)
-        g.generate_text(model, PROMPTS, 24)
+        generation.generate_text(model, ["Another prompt"], 24)
+        generation.generate_text(model, PROMPTS, 24)
         # keras-hub#779: the same max_length reuses the traced function.
         assert model.generate_function is function
         assert function.experimental_get_tracing_count() <= 2  # Batch 2, then batch 1.
 
 
 def test_zoo_generate_is_reproducible_with_a_seed(trained, tmp_path, capsys):
-    from zoo import generate
+    from zoo import cli
 
     run, _ = trained
     texts = []
@@ -227,12 +232,12 @@ def test_zoo_generate_is_reproducible_with_a_seed(trained, tmp_path, capsys):
             run=run.dir, prompt=PROMPTS, max_length=24, sampler="top_p", temperature=0.8,
             top_k=10, top_p=0.9, num_beams=4, seed=1, out=str(out), num_images=64,
         )
-        assert generate.main(args) == 0
+        assert cli.generate(args) == 0
         texts.append(out.read_text())
     assert texts[0] == texts[1] and texts[0].startswith(PROMPTS[0])
     args.max_length = 1000
     with pytest.raises(ValueError, match="max_length"):
-        generate.main(args)
+        cli.generate(args)
 
 
 def test_fine_tune_from_run_preset_under_mirrored(trained, tmp_path):
@@ -258,9 +263,9 @@ def test_fine_tune_from_run_preset_under_mirrored(trained, tmp_path):
 def test_training_windows_move_every_epoch():
     import numpy as np
 
-    task = g.GPT2TextGenTask()
+    task = GPT2TextGenTask()
     stream = np.arange(2, 2 + 400, dtype="int32")
-    dataset = task.batch(g._training_windows(stream, 16, (400 - 16) // 16, 0), 4, training=True)
+    dataset = task.batch(tokenizer_lib.training_windows(stream, 16, (400 - 16) // 16, 0), 4, training=True)
     epochs = [sorted(int(x["token_ids"][i, 0]) for x, _, _ in dataset for i in range(4)) for _ in range(2)]
     assert epochs[0] != epochs[1]
     for x, y, w in dataset.take(1):

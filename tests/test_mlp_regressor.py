@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.models.mlp_regressor import MLPRegressorTask, read_csv, regression_metrics
+from zoo.data.tabular import read_csv
+from zoo.metrics.regression import regression_metrics
+from zoo.models.mlp_regressor import MLPRegressorTask
 
 FAST = dict(epochs=4, batch_size=32, learning_rate=1e-2, hidden_units=(32,), verbose=0)
 
@@ -60,7 +62,7 @@ def test_normalization_is_adapted_on_the_training_split_only():
     data = task.load_data("friedman1", config, {"num_train": 200}, 0)
     model = zoo.get("mlp_regressor")
     task.prepare(model, data)
-    x_train, y_train = data.extras["arrays"]["train"]
+    x_train, y_train = data.arrays["train"]
     layer = model.get_layer("feature_normalization")
     np.testing.assert_allclose(np.ravel(layer.mean), x_train.mean(axis=0), rtol=1e-4)
     np.testing.assert_allclose(np.ravel(model.get_layer("target_denormalization").mean), y_train.mean(), rtol=1e-4)
@@ -83,9 +85,9 @@ def test_csv_with_target_and_features(tmp_path):
 def test_splits_are_seeded():
     task = MLPRegressorTask()
     config = zoo.get_config("mlp_regressor")
-    first = task.load_data("diabetes", config, {}, 3).extras["arrays"]["test"][1]
-    again = task.load_data("diabetes", config, {}, 3).extras["arrays"]["test"][1]
-    other = task.load_data("diabetes", config, {}, 4).extras["arrays"]["test"][1]
+    first = task.load_data("diabetes", config, {}, 3).arrays["test"][1]
+    again = task.load_data("diabetes", config, {}, 3).arrays["test"][1]
+    other = task.load_data("diabetes", config, {}, 4).arrays["test"][1]
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, other)
 

@@ -12,37 +12,15 @@ import pytest
 import zoo
 from conftest import ZOO, zoo_env
 
-# Tiny configs per model; a newly registered model needs an entry here and
-# is then covered by every test below.
-TINY = {
-    "mlp_regressor": dict(input_dim=5, hidden_units=(8, 4)),
-    "dcgan": dict(latent_dim=8, generator_filters=8, discriminator_filters=8),
-    "gpt2_textgen": dict(
-        vocabulary_size=300, num_layers=2, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32, sequence_length=16,
-    ),
-}
+# Tiny configs, declared by each model with its registration
+# (`zoo.register(..., tiny=...)`): a newly registered model is covered by
+# every test below without a line here.
+TINY = {name: zoo.registry.get_entry(name).tiny for name in zoo.list_models()}
 
 
 def test_every_model_has_a_tiny_config():
     assert sorted(TINY) == zoo.list_models()
-
-
-def _example_input(name, model, config):
-    if name == "mlp_regressor":
-        return np.random.default_rng(0).normal(size=(3, config.input_dim)).astype("float32")
-    if name == "dcgan":
-        return np.random.default_rng(0).normal(size=(3, config.latent_dim)).astype("float32")
-    tokens = np.random.default_rng(0).integers(2, config.vocabulary_size, size=(3, config.sequence_length))
-    return {"token_ids": tokens.astype("int32"), "padding_mask": np.ones_like(tokens, dtype=bool)}
-
-
-def _expected_shape(name, config):
-    if name == "mlp_regressor":
-        return (3, config.output_dim)
-    if name == "dcgan":
-        return (3, config.image_height, config.image_width, config.channels)
-    return (3, config.sequence_length, config.vocabulary_size)
+    assert all(TINY.values()), "every model declares tiny= with its registration"
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -51,9 +29,10 @@ def test_build_forward_save_load(name, tmp_path, tmp_cache):
 
     model = zoo.get(name, **TINY[name])
     config = zoo.get_config(name, **TINY[name])
-    x = _example_input(name, model, config)
+    task = zoo.registry.get_entry(name).task
+    x = task.example_input(config, 3)
     y = keras.ops.convert_to_numpy(model(x, training=False))
-    assert y.shape == _expected_shape(name, config)
+    assert y.shape == task.expected_output_shape(config, 3)
     assert model.count_params() == zoo.registry.get_entry(name).task.count_params(config)
 
     path = tmp_path / f"{name}.keras"

@@ -28,7 +28,8 @@ from zoo import distribute, workarounds
 
 out_dir, shared = sys.argv[1], sys.argv[2]
 index = distribute.tf_config()["task"]["index"]
-strategy = distribute.get_strategy("multi_worker")  # Applies the fixes.
+workarounds.apply_all()
+strategy = distribute.get_strategy("multi_worker")
 keras.utils.set_random_seed(0)
 x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
 y = x.sum(axis=1, keepdims=True)

@@ -16,9 +16,11 @@ from zoo.quiet import quiet_tensorflow as _quiet_tensorflow
 
 _quiet_tensorflow()
 
-from zoo.config import apply_overrides  # noqa: E402
+from zoo.config import TrainConfig, apply_overrides  # noqa: E402
 from zoo.registry import get, get_config, info, list_models, register  # noqa: E402
 from zoo.task import Data, Task  # noqa: E402
+
+from zoo import models  # noqa: E402, F401  Importing it registers the built-in models.
 
 __version__ = "0.1.0"
 
@@ -31,31 +33,20 @@ def train(name, **kwargs):
 
 
 def load_model(path, **kwargs):
-    """Loads a `.keras` file saved by zoo, with `safe_mode` on.
+    """Loads a `.keras` file saved by zoo; see `zoo.runs.load_model`."""
+    from zoo import runs
 
-    The same as `keras.models.load_model`, after registering zoo's own
-    Keras classes (such as `DCGAN`), which plain Keras cannot find alone.
-
-    ```python
-    model = zoo.load_model("runs/dcgan/20260101-120000/model.keras")
-    ```
-    """
-    import keras
-
-    from zoo.models import dcgan
-
-    dcgan.dcgan_class()
-    return keras.models.load_model(path, **kwargs)
+    return runs.load_model(path, **kwargs)
 
 
 def load_run(run_dir):
-    """Opens a finished run directory as a `zoo.trainer.Run`."""
-    from zoo import trainer
+    """Opens a finished run directory as a `zoo.runs.Run`."""
+    from zoo import runs
 
-    return trainer.Run.load(run_dir)
+    return runs.Run.load(run_dir)
 
 
 __all__ = [
-    "Data", "Task", "apply_overrides", "get", "get_config", "info", "list_models",
+    "Data", "Task", "TrainConfig", "apply_overrides", "get", "get_config", "info", "list_models",
     "load_model", "load_run", "register", "train",
 ]

@@ -1,8 +1,13 @@
 """The `zoo` command: list, info, train, generate and launch.
 
 User mistakes (an unknown model, a bad override, a missing file) print one
-clear `error:` line and exit with status 2, never a TensorFlow traceback.
-Set `ZOO_DEBUG=1` to see the traceback anyway.
+clear `error:` line and exit with status 2, never a TensorFlow traceback;
+zoo's own bugs keep their traceback. Set `ZOO_DEBUG=1` to see the traceback
+of a user mistake too.
+
+The training flags come from `zoo.config.TrainConfig` (one flag a field,
+its help from the field's doc) and from the model's task, which declares its
+dataset options (`Task.data_options`) and which of them get their own flag.
 """
 
 import argparse
@@ -12,7 +17,22 @@ import sys
 from zoo import config as config_lib
 from zoo import quiet
 
-USER_ERRORS = (ValueError, KeyError, TypeError, FileNotFoundError, ConnectionError)
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ConnectionError, config_lib.ConfigTypeError)
+
+# TrainConfig fields with a flag of their own: field -> argparse keywords.
+# `data`, `data_options` and `preset` are set from the flags below.
+_TRAIN_FLAGS = {
+    "epochs": dict(type=int),
+    "batch_size": dict(type=int),
+    "learning_rate": dict(type=float),
+    "strategy": dict(default="auto", choices=config_lib.STRATEGIES),
+    "seed": dict(type=int, default=0),
+    "mixed_precision": dict(),
+    "steps_per_execution": dict(type=int),
+    "jit_compile": dict(default="auto", choices=["auto", "true", "false"]),
+    "log_every_n_steps": dict(type=int, default=50),
+    "profile_batch": dict(metavar="START,STOP"),
+}
 
 
 def _fail(error):
@@ -23,74 +43,119 @@ def _fail(error):
     return 2
 
 
-def add_train_arguments(parser, defaults=None):
+def _field_help(name):
+    doc = config_lib.field_docs(config_lib.TrainConfig).get(name, "")
+    # "int. Number of passes..." -> "Number of passes..."
+    return doc.split(". ", 1)[1] if ". " in doc else doc
+
+
+def add_train_arguments(parser, defaults=None, task=None):
     """Adds the training flags shared by `zoo train` and `recipes/*.py`.
 
     Args:
         parser: `argparse.ArgumentParser`.
         defaults: dict. Recipe defaults shown in `--help` (`epochs`,
-            `batch_size`, `learning_rate`). Defaults to the model's own.
+            `batch_size`, `learning_rate`). Defaults to none.
+        task: `zoo.task.Task`. Adds the flags of its dataset options
+            (`Task.data_flags`). Defaults to None.
     """
     defaults = defaults or {}
     add = parser.add_argument
     add("--data", help="dataset name or path; defaults to the model's embedded dataset")
-    add("--epochs", type=int, default=defaults.get("epochs"), help="passes over the data")
-    add("--batch-size", type=int, default=defaults.get("batch_size"), help="global batch size")
-    add("--learning-rate", type=float, default=defaults.get("learning_rate"), help="peak learning rate")
-    add("--strategy", default="auto", help="auto, default, one_device, mirrored or multi_worker")
+    for name, kwargs in _TRAIN_FLAGS.items():
+        kwargs = dict(kwargs)
+        if name in defaults and defaults[name] is not None:
+            kwargs["default"] = defaults[name]
+        add(f"--{name.replace('_', '-')}", help=_field_help(name), **kwargs)
     add("--run-dir", help="run directory; rerun with the same one to resume")
-    add("--seed", type=int, default=0)
-    add("--mixed-precision", help="a Keras dtype policy such as mixed_bfloat16")
-    add("--steps-per-execution", type=int, help="training steps per tf.function call (default: the recipe's)")
-    add("--jit-compile", default="auto", choices=["auto", "true", "false"], help="XLA")
     add("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a model config field, such as --set hidden_units=[256,256]")
-    add("--preset", help="start from a keras-hub preset name or directory (gpt2_textgen)")
-    add("--target", help="target column of a CSV file")
-    add("--features", help="comma-separated feature columns of a CSV file")
-    add("--drop-missing", action="store_true", help="drop CSV rows with missing values")
-    add("--tfds-data-dir", help="where tensorflow-datasets keeps downloaded data")
+    if task is None or task.has_presets:
+        add("--preset", help="start from a keras-hub preset name or directory")
+    options = dict(getattr(task, "data_options", {}) or {})
+    for name in getattr(task, "data_flags", ()):
+        kind, text = options[name]
+        flag = f"--{name.replace('_', '-')}"
+        if kind is bool:
+            add(flag, dest=f"option_{name}", action="store_true", help=text)
+        else:
+            add(flag, dest=f"option_{name}", help=text)
     add("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
-        help="other dataset options, such as --data-option num_train=2000")
-    add("--log-every-n-steps", type=int, default=50)
-    add("--profile-batch", help="steps to profile, as START,STOP")
+        help="a dataset option" + (f" ({', '.join(options)})" if options else ""))
     add("--quiet", action="store_true", help="no progress bar or summary")
 
 
-def train_kwargs(args):
-    """Turns parsed training flags into `zoo.train` keyword arguments."""
-    options = config_lib.parse_assignments(args.data_options)
-    for key in ("target", "features", "tfds_data_dir"):
-        if getattr(args, key):
-            options[key] = getattr(args, key)
-    if args.drop_missing:
-        options["drop_missing"] = True
-    profile = None
-    if args.profile_batch:
-        try:
-            profile = tuple(int(p) for p in args.profile_batch.split(","))
-            assert len(profile) == 2 and 0 <= profile[0] < profile[1]
-        except (ValueError, AssertionError):
+def parse_data_options(assignments, flags, task):
+    """The dataset options of `--data-option K=V` and their own flags,
+    each parsed with the type its task declares.
+
+    Raises:
+        KeyError: an option the task does not declare (with the closest).
+        ValueError: a value that is not of the option's type.
+    """
+    declared = dict(getattr(task, "data_options", {}) or {})
+    options = {}
+    for item in assignments:
+        if "=" not in item:
             raise ValueError(
-                "Invalid value for `--profile-batch`: expected START,STOP with "
-                f"0 <= START < STOP. Received: {args.profile_batch!r}."
-            ) from None
+                f"Invalid value for `--data-option`: expected KEY=VALUE. Received: '{item}'.")
+        key, raw = (p.strip() for p in item.split("=", 1))
+        if declared and key not in declared:
+            raise KeyError(
+                f"Unknown data option '{key}'.{config_lib.did_you_mean(key, declared)} "
+                f"Accepted: {', '.join(declared)}."
+            )
+        kind = declared[key][0] if key in declared else None
+        options[key] = _parse_typed(key, raw, kind)
+    options.update({k: v for k, v in flags.items() if v not in (None, False)})
+    return options
+
+
+def _parse_typed(key, raw, kind):
+    accepted = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    try:
+        if kind is None:
+            return config_lib.parse_assignments([f"{key}={raw}"])[key]
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError
+            return raw.lower() in ("true", "1", "yes")
+        return kind(raw)
+    except ValueError:
+        raise ValueError(
+            f"Invalid value for data option `{key}`: expected {accepted.get(kind, kind)}. "
+            f"Received: {key}={raw!r}."
+        ) from None
+
+
+def _profile_batch(text):
+    if not text:
+        return None
+    try:
+        profile = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        profile = ()
+    if len(profile) != 2 or not 0 <= profile[0] < profile[1]:
+        raise ValueError(
+            "Invalid value for `--profile-batch`: expected START,STOP with "
+            f"0 <= START < STOP. Received: {text!r}."
+        )
+    return profile
+
+
+def train_kwargs(args, task=None):
+    """Turns parsed training flags into `zoo.train` keyword arguments."""
+    flags = {k[len("option_"):]: v for k, v in vars(args).items() if k.startswith("option_")}
+    kwargs = {name: getattr(args, name) for name in _TRAIN_FLAGS}
+    kwargs["jit_compile"] = {"auto": "auto", "true": True, "false": False}[args.jit_compile]
+    kwargs["profile_batch"] = _profile_batch(args.profile_batch)
     return dict(
         data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        strategy=args.strategy,
         run_dir=args.run_dir,
-        seed=args.seed,
-        mixed_precision=args.mixed_precision,
-        steps_per_execution=args.steps_per_execution,
-        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
-        data_options=options,
-        preset=args.preset,
-        log_every_n_steps=args.log_every_n_steps,
-        profile_batch=profile,
+        preset=getattr(args, "preset", None),
+        data_options=parse_data_options(args.data_options, flags, task),
         verbose=0 if args.quiet else "auto",
+        **kwargs,
         **config_lib.parse_assignments(args.overrides),
     )
 
@@ -101,8 +166,8 @@ def run_training(name, args):
 
     quiet.filter_stderr()
     try:
-        registry.get_entry(name)
-        kwargs = train_kwargs(args)
+        task = registry.get_entry(name).task
+        kwargs = train_kwargs(args, task)
         from zoo import trainer
 
         trainer.train(name, **kwargs)
@@ -116,6 +181,18 @@ def run_training(name, args):
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def recipe_main(name, argv=None, description=None):
+    """The whole of a recipe's `main`: its flags, then one training run."""
+    from zoo import registry
+
+    task = registry.get_entry(name).task
+    parser = argparse.ArgumentParser(
+        prog=f"recipes/{name}.py", description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_train_arguments(parser, dict(task.train_defaults), task)
+    return run_training(name, parser.parse_args(argv))
 
 
 def _cmd_list(args):
@@ -160,26 +237,50 @@ def _cmd_info(args):
     return 0
 
 
-def _cmd_train(args, rest):
+def _cmd_train(name, rest):
     from zoo import registry
 
     try:
-        entry = registry.get_entry(args.name)
+        task = registry.get_entry(name).task
     except KeyError as e:
         return _fail(e)
-    parser = argparse.ArgumentParser(prog=f"zoo train {args.name}")
-    add_train_arguments(parser)
-    train_args = parser.parse_args(rest)
-    del entry
-    return run_training(args.name, train_args)
+    parser = argparse.ArgumentParser(prog=f"zoo train {name}")
+    add_train_arguments(parser, task=task)
+    return run_training(name, parser.parse_args(rest))
+
+
+def generate(args):
+    """`zoo generate RUN`: samples from a finished run, whatever its model.
+
+    The run's `config.json` names the model; its task's `generate` hook does
+    the work (a PNG grid for `dcgan`, text for `gpt2_textgen`). Returns the
+    exit status.
+    """
+    from zoo import registry
+    from zoo.files import read_json
+
+    run = os.fspath(args.run)
+    if not os.path.isdir(run):
+        raise FileNotFoundError(f"Run directory '{run}' not found.")
+    config = read_json(os.path.join(run, "config.json"))
+    if config is None:
+        raise FileNotFoundError(
+            f"'{run}' is not a zoo run directory: it has no config.json. "
+            "`zoo generate` takes a directory made by `zoo train`."
+        )
+    entry = registry.get_entry(config["model_name"])
+    if not os.path.exists(os.path.join(run, "model.keras")):
+        raise FileNotFoundError(
+            f"Run '{run}' has not finished: it has no model.keras yet. Rerun its "
+            "training command with the same --run-dir to finish it."
+        )
+    return entry.task.generate(run, args)
 
 
 def _cmd_generate(args):
-    from zoo import generate
-
     quiet.filter_stderr()
     try:
-        return generate.main(args)
+        return generate(args)
     except USER_ERRORS as e:
         return _fail(e)
 
@@ -220,8 +321,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if argv[:1] == ["train"] and len(argv) >= 2 and not argv[1].startswith("-"):
-        args, rest = parser.parse_known_args(argv[:2])
-        return _cmd_train(args, argv[2:])
+        return _cmd_train(argv[1], argv[2:])
     args = parser.parse_args(argv)
     if args.command == "list":
         return _cmd_list(args)
@@ -240,3 +340,4 @@ def main(argv=None):
 
 if __name__ == "__main__":
     sys.exit(main())
+

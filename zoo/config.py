@@ -1,7 +1,7 @@
 """Frozen config dataclasses and strict overrides.
 
 Every model has one frozen dataclass of fields with types, defaults and an
-`Attributes:` docstring. Overrides are strict, as in nanoGPT's
+`Attributes:` docstring, and training has one: `TrainConfig`. Overrides are strict, as in nanoGPT's
 `configurator.py`: an unknown key raises with the valid keys and the closest
 match, a value of the wrong type names the field, the expected type and what
 was received. Nothing here imports TensorFlow.
@@ -10,9 +10,12 @@ was received. Nothing here imports TensorFlow.
 import ast
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
 
 
 def closest(name, choices):
@@ -114,6 +117,10 @@ def coerce(value, tp):
     raise TypeError
 
 
+class ConfigTypeError(TypeError):
+    """A config value of the wrong type: a user's mistake, not a bug."""
+
+
 def apply_overrides(config, overrides, *, what="config"):
     """Returns a copy of the dataclass `config` with `overrides` applied.
 
@@ -144,7 +151,7 @@ def apply_overrides(config, overrides, *, what="config"):
         try:
             values[key] = coerce(value, hints[key])
         except TypeError:
-            raise TypeError(
+            raise ConfigTypeError(
                 f"Invalid type for {what} field `{key}`: expected "
                 f"{type_name(hints[key])}. Received: {key}={value!r} "
                 f"({type(value).__name__})."
@@ -200,3 +207,97 @@ def check_options(options, accepted, data):
             f"{did_you_mean(unknown[0], accepted)} "
             f"Accepted: {', '.join(accepted) or 'none'}."
         )
+
+
+def check_strategy(name):
+    """Raises a `ValueError` that lists the choices for an unknown strategy."""
+    if name not in STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy '{name}'.{did_you_mean(name, STRATEGIES)} "
+            f"Accepted: {', '.join(STRATEGIES)}."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained; saved in `config.json` beside the model config.
+
+    Attributes:
+        epochs: int. Number of passes over the training data.
+        batch_size: int. The global batch, split across replicas.
+        learning_rate: float. Peak learning rate of the optimizer.
+        strategy: str. "auto", "default", "one_device", "mirrored" or
+            "multi_worker". Defaults to "auto".
+        seed: int. Seeds weights, data order and splits. Defaults to 0.
+        mixed_precision: str | None. A Keras dtype policy such as
+            "mixed_bfloat16", or None for float32. Defaults to None.
+        steps_per_execution: int. Training steps run per `tf.function`
+            call. Defaults to 1.
+        jit_compile: str | bool. XLA: "auto" lets Keras decide, True or
+            False forces it. Defaults to "auto".
+        log_every_n_steps: int. Step-level TensorBoard scalars every this
+            many steps; 0 turns them off. Defaults to 50.
+        profile_batch: tuple[int, int] | None. Steps to capture with the
+            TensorFlow profiler, as (start, stop). Defaults to None.
+        data: str | None. The dataset name or path. Defaults to the model's
+            embedded dataset.
+        data_options: tuple[tuple[str, str | int | float | bool | tuple[str, ...] | None], ...].
+            Dataset options, such as (("target", "price"),).
+        preset: str | None. The preset the model started from.
+    """
+
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    strategy: str = "auto"
+    seed: int = 0
+    mixed_precision: str | None = None
+    steps_per_execution: int = 1
+    jit_compile: str | bool = "auto"
+    log_every_n_steps: int = 50
+    profile_batch: tuple[int, int] | None = None
+    data: str | None = None
+    data_options: tuple[tuple[str, str | int | float | bool | tuple[str, ...] | None], ...] = ()
+    preset: str | None = None
+
+    def __post_init__(self):
+        require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "must be at least 1")
+        require(
+            self.learning_rate > 0 and math.isfinite(self.learning_rate),
+            "learning_rate", self.learning_rate, "must be a positive number",
+        )
+        check_strategy(self.strategy)
+        require(
+            self.steps_per_execution >= 1, "steps_per_execution",
+            self.steps_per_execution, "must be at least 1",
+        )
+        require(
+            self.jit_compile in ("auto", True, False), "jit_compile",
+            self.jit_compile, 'must be "auto", True or False',
+        )
+        require(
+            self.mixed_precision in (None, "mixed_float16", "mixed_bfloat16", "float32"),
+            "mixed_precision", self.mixed_precision,
+            'must be None, "float32", "mixed_float16" or "mixed_bfloat16"',
+        )
+        require(
+            self.log_every_n_steps >= 0, "log_every_n_steps", self.log_every_n_steps,
+            "must be 0 (off) or a positive step count",
+        )
+
+    @classmethod
+    def defaults_of(cls, task):
+        """The `TrainConfig` of a task's recipe defaults, as `zoo.get` compiles with."""
+        defaults = task.train_defaults
+        return cls(
+            epochs=defaults["epochs"],
+            batch_size=defaults.get("batch_size") or 32,
+            learning_rate=defaults["learning_rate"],
+            steps_per_execution=defaults.get("steps_per_execution", 1),
+        )
+
+
+# Keywords of `zoo.train` that are not model config fields.
+TRAIN_KEYWORDS = tuple(f.name for f in dataclasses.fields(TrainConfig)) + (
+    "run_dir", "callbacks", "verbose", "data_options")

@@ -10,16 +10,8 @@ import os
 
 from zoo import config as config_lib
 
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
-
-
-def check_name(name):
-    """Raises a `ValueError` that lists the choices for an unknown name."""
-    if name not in STRATEGIES:
-        raise ValueError(
-            f"Unknown strategy '{name}'.{config_lib.did_you_mean(name, STRATEGIES)} "
-            f"Accepted: {', '.join(STRATEGIES)}."
-        )
+STRATEGIES = config_lib.STRATEGIES
+check_name = config_lib.check_strategy
 
 
 def tf_config():
@@ -104,7 +96,8 @@ def get_strategy(name="auto"):
 
     `mirrored` uses every GPU, or every logical CPU device when there are
     several and no GPU (how the tests run it); `multi_worker` reads the
-    cluster from `TF_CONFIG`.
+    cluster from `TF_CONFIG`; Keras 3's `fit` needs `zoo.workarounds.apply_all()`
+    under it, which the trainer calls first.
     """
     name = resolve_name(name)
     import tensorflow as tf
@@ -127,9 +120,8 @@ def get_strategy(name="auto"):
         return tf.distribute.MirroredStrategy(
             cpus, cross_device_ops=tf.distribute.ReductionToOneDevice()
         )
-    from zoo import workarounds
-
-    workarounds.apply_multi_worker_fixes()
+    # Keras 3's `fit` needs the fixes in `zoo.workarounds` under this
+    # strategy; the trainer applies them before it picks one.
     communication = tf.distribute.experimental.CommunicationOptions(
         implementation=tf.distribute.experimental.CommunicationImplementation.RING
     )

@@ -2,7 +2,8 @@
 
 Builders register with the `register` decorator, as in timm and torchvision.
 Listing and describing models never imports TensorFlow: the builders import
-it themselves when they run.
+it themselves when they run. The built-in models register when `zoo` is
+imported (`zoo/__init__.py` imports `zoo.models`).
 """
 
 import dataclasses
@@ -22,9 +23,11 @@ class Entry:
         name: str. The registry name, such as `"gpt2_textgen"`.
         builder: callable. `builder(config, preset=None) -> keras.Model`.
         config: type. The frozen config dataclass of the model.
-        task: `zoo.task.Task` or None. Data, compile, evaluation and export
-            hooks that the shared trainer uses.
+        task: `zoo.task.Task`. Data, compile, evaluation and export hooks
+            that the shared trainer uses.
         summary: str. One line on what the model is.
+        tiny: dict. Config overrides of a model that builds in well under a
+            second, for tests and smoke runs.
     """
 
     name: str
@@ -32,9 +35,30 @@ class Entry:
     config: type
     task: typing.Any = None
     summary: str = ""
+    tiny: dict = dataclasses.field(default_factory=dict)
+
+    def build(self, config, preset=None, **kwargs):
+        """Calls the builder; `preset` only reaches builders that take one.
+
+        Raises:
+            ValueError: a preset for a model without presets.
+        """
+        self.check_preset(preset)
+        if self.task.has_presets:
+            kwargs["preset"] = preset
+        return self.builder(config, **kwargs)
+
+    def check_preset(self, preset):
+        """Raises a `ValueError` for a preset given to a model without presets."""
+        if preset is not None and not self.task.has_presets:
+            raise ValueError(
+                f"Model '{self.name}' has no presets. Received: preset={preset!r}. "
+                f"Models with presets: "
+                f"{', '.join(n for n in list_models() if _REGISTRY[n].task.has_presets) or 'none'}."
+            )
 
 
-def register(name=None, *, config, task=None):
+def register(name=None, *, config, task=None, tiny=None):
     """Registers a model builder under `name`.
 
     The builder takes the model's config dataclass (and `preset=` where the
@@ -47,6 +71,9 @@ def register(name=None, *, config, task=None):
             model.
         task: `zoo.task.Task`. The hooks `zoo.train` uses. Defaults to a
             plain `Task`, which needs `data=` to be given arrays.
+        tiny: dict. Config overrides of a tiny model, which the tests
+            parametrized over `zoo.list_models()` build. Defaults to the
+            default config.
 
     Example:
 
@@ -75,7 +102,15 @@ def register(name=None, *, config, task=None):
         else:
             entry_task = task
         summary = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[key] = Entry(key, builder, config, entry_task, summary[0] if summary else "")
+        clash = sorted(set(f.name for f in dataclasses.fields(config)) & set(config_lib.TRAIN_KEYWORDS))
+        if clash:
+            raise ValueError(
+                f"Config of '{key}' has fields that `zoo.train` takes as training options: "
+                f"{', '.join(clash)}. Rename them."
+            )
+        config_lib.apply_overrides(config, dict(tiny or {}), what=f"{key} tiny config")
+        _REGISTRY[key] = Entry(key, builder, config, entry_task, summary[0] if summary else "",
+                               dict(tiny or {}))
         return builder
 
     return decorator
@@ -86,13 +121,8 @@ def unregister(name):
     _REGISTRY.pop(name, None)
 
 
-def _load_builtins():
-    import zoo.models  # noqa: F401  Registers the built-in models.
-
-
 def get_entry(name):
     """Returns the `Entry` of `name`, or raises a `KeyError` that helps."""
-    _load_builtins()
     if name not in _REGISTRY:
         available = sorted(_REGISTRY)
         raise KeyError(
@@ -108,7 +138,6 @@ def list_models(pattern=None):
     Args:
         pattern: str. A shell-style wildcard (`"gpt*"`). Defaults to all.
     """
-    _load_builtins()
     names = sorted(_REGISTRY)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -149,22 +178,21 @@ def get(name, *, preset=None, **overrides):
     """
     entry = get_entry(name)
     config = get_config(name, **overrides)
-    if preset is not None and not entry.task.has_presets:
-        raise ValueError(
-            f"Model '{name}' has no presets. Received: preset={preset!r}. "
-            f"Models with presets: "
-            f"{', '.join(n for n in list_models() if _REGISTRY[n].task.has_presets)}."
-        )
     from zoo import quiet
+    from zoo import task as task_lib
 
+    entry.check_preset(preset)
     quiet.import_tensorflow()
-    model = entry.builder(config, preset=preset) if entry.task.has_presets else entry.builder(config)
-    entry.task.compile(model, config)
-    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
-        # A built optimizer saves its slots with the model, so a `.keras`
-        # file of a fresh model reloads without optimizer-mismatch warnings.
-        model.optimizer.build(model.trainable_variables)
+    model = entry.build(config, preset=preset)
+    train_config = config_lib.TrainConfig.defaults_of(entry.task)
+    task_lib.compile_model(entry.task, model, config, train_config)
     return model
+
+
+def register_keras_classes():
+    """Registers every model's own Keras classes (such as `zoo>DCGAN`)."""
+    for entry in _REGISTRY.values():
+        entry.task.register_keras_classes()
 
 
 def info(name):

@@ -1,12 +1,28 @@
 """What the shared trainer needs from a model: data, compile, evaluation.
 
-A `Task` holds the model-specific hooks of a registry entry. The trainer in
-`zoo.trainer` calls them in this order: `load_data`, `build`, `prepare`
-(inside the strategy scope, for example to adapt a `Normalization` layer),
-`compile`, then `callbacks` and `summaries` during `fit`, then `evaluate` and
-`export`. Nothing here imports TensorFlow at module level.
+A `Task` holds the model-specific hooks of a registry entry. `zoo.trainer`
+calls them in this order, each with typed values:
+
+1. `load_data(data, config, options, seed, preset) -> Data`, before anything
+   is written, so bad input leaves nothing behind;
+2. `default_batch_size(num_train) -> int` when the user gives none, then
+   `batch(dataset, batch_size, training=..., seed=...)` for each split;
+3. inside the strategy scope: `build(build_model, config, preset, data) ->
+   keras.Model`, `prepare(model, data)` (for example to adapt a
+   `Normalization` layer), and `compile(model, config, train_config,
+   steps_per_epoch)`, which `compile_model` wraps;
+4. `callbacks(model, data, train_config, run_dir) -> list`, then `fit` runs
+   inside `fitting(model, data)`, with `summaries(model, data, epoch)` at
+   each epoch's end;
+5. `evaluate(model, data, train_config) -> dict` and `export(model, data,
+   run_dir)`.
+
+Hooks that need to share state (DCGAN's untrained generator weights, GPT-2's
+tokenizer files) do it through fields of their own `Data` subclass. Nothing
+here imports TensorFlow at module level.
 """
 
+import contextlib
 import dataclasses
 import typing
 
@@ -31,34 +47,30 @@ def prefetch_fixed(dataset):
 
 @dataclasses.dataclass
 class Data:
-    """The datasets of a run.
+    """The datasets of a run; a task subclasses it for state its hooks share.
 
     Attributes:
         train: `tf.data.Dataset`. Unbatched training examples.
         validation: `tf.data.Dataset` or None. Unbatched validation examples.
-        test: `tf.data.Dataset` or None. Unbatched test examples.
         num_train: int. The number of training examples.
         name: str. The dataset's name for logs and `config.json`.
         config_updates: dict. Model config fields that follow from the
             data, such as the number of input features.
-        extras: dict. Anything else the task's hooks share, such as the
-            raw arrays or a tokenizer.
     """
 
     train: typing.Any
     validation: typing.Any = None
-    test: typing.Any = None
     num_train: int = 0
     name: str = ""
     config_updates: dict = dataclasses.field(default_factory=dict)
-    extras: dict = dataclasses.field(default_factory=dict)
 
 
 class Task:
     """Hooks of a model for the shared trainer; subclass per model.
 
     The defaults train a compiled Keras model on `data=(x, y)` arrays with a
-    seeded 90/10 train/validation split.
+    seeded 90/10 train/validation split. See the module docstring for the
+    order in which the trainer calls the hooks.
 
     Attributes:
         default_data: str or None. The embedded dataset used when `data` is
@@ -68,19 +80,24 @@ class Task:
             `learning_rate` of the recipe, and optionally
             `steps_per_execution` (1 when absent).
         has_presets: bool. Whether the builder takes `preset=`.
-        tokens_per_example: int or None. Set by text tasks so the trainer
-            logs tokens/s.
+        data_options: dict. Dataset options the task accepts: name to
+            `(type, help)`. The CLI parses `--data-option K=V` with the type.
+        data_flags: tuple of str. Options that get a flag of their own in
+            `zoo train NAME` (`target` -> `--target`).
     """
 
     default_data = None
     data_help = "data=(x, y) NumPy arrays"
     train_defaults = {"epochs": 10, "batch_size": 32, "learning_rate": 1e-3}
     has_presets = False
+    data_options = {}
+    data_flags = ()
 
-    def load_data(self, data, config, options, seed):
+    def load_data(self, data, config, options, seed, preset=None):
         """Returns a `Data` for `data` (a name, path or arrays).
 
-        A task with `has_presets` also gets `preset=` (str or None).
+        `preset` (str or None) is the preset the model starts from, for
+        tasks whose data depends on it (a preset's tokenizer).
         """
         if not (isinstance(data, tuple) and len(data) == 2):
             raise ValueError(
@@ -150,29 +167,63 @@ class Task:
         batches = draws.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(steps))
         return prefetch_fixed(batches)
 
-    def compile(self, model, config, train_config=None, steps_per_epoch=None):
+    def execution_options(self, train_config):
+        """`steps_per_execution` and `jit_compile` for `model.compile`.
+
+        Every `compile` passes these on, so the training flags reach Keras
+        whatever the model; `compile_model` checks that they did.
+        """
+        return {
+            "steps_per_execution": train_config.steps_per_execution,
+            "jit_compile": self.resolve_jit_compile(train_config.jit_compile),
+        }
+
+    def resolve_jit_compile(self, jit_compile):
+        """What `jit_compile="auto"` means for this model; Keras decides by default."""
+        return jit_compile
+
+    def compile(self, model, config, train_config, steps_per_epoch=None):
         """Compiles `model` with the task's optimizer and loss.
 
-        `train_config` is None when `zoo.get` compiles with defaults.
+        Args:
+            model: `keras.Model`. The model `build` returned.
+            config: the model's config dataclass.
+            train_config: `zoo.config.TrainConfig`. `zoo.get` passes the
+                recipe's defaults.
+            steps_per_epoch: int or None. None when `zoo.get` compiles a
+                model outside a run (no learning-rate schedule to size).
         """
         import keras
 
-        learning_rate = (train_config or None) and train_config.learning_rate
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate or self.train_defaults["learning_rate"]),
+            optimizer=keras.optimizers.Adam(train_config.learning_rate),
             loss="mse",
+            **self.execution_options(train_config),
         )
 
-    def build(self, builder, config, preset, data):
+    def build(self, build_model, config, preset, data):
         """Builds the model (runs inside the strategy scope).
+
+        Args:
+            build_model: callable. `build_model(config, preset=None,
+                **kwargs)` calls the registered builder.
+            config: the model's config dataclass.
+            preset: str or None.
+            data: the `Data` of `load_data`.
 
         Override to pass the builder what the data made, such as a
         tokenizer trained on the training split.
         """
-        return builder(config, preset=preset) if self.has_presets else builder(config)
+        return build_model(config, preset=preset)
 
     def prepare(self, model, data):
         """Fits data-dependent layers (runs inside the strategy scope)."""
+
+    @contextlib.contextmanager
+    def fitting(self, model, data):
+        """A context the trainer holds `fit` in, to change the model for
+        training only (and undo it whatever happens)."""
+        yield
 
     def callbacks(self, model, data, train_config, run_dir):
         """Returns extra Keras callbacks for `fit`."""
@@ -192,12 +243,25 @@ class Task:
     def export(self, model, data, run_dir):
         """Writes extra artifacts (a preset, a sample grid) into `run_dir`."""
 
+    def register_keras_classes(self):
+        """Registers the model's own Keras classes, so that its `.keras`
+        file loads (`zoo.load_model`). None by default."""
+
     def generate(self, run_dir, args):
         """Runs `zoo generate` on a finished run; returns the exit status."""
         raise ValueError(
             f"`zoo generate` makes images or text; this run's model has no "
             f"generator. Received: {run_dir}."
         )
+
+    def example_input(self, config, batch_size=2):
+        """A NumPy batch the model of `config` takes, for smoke tests and
+        export checks. Override per model."""
+        raise NotImplementedError(f"{type(self).__name__} defines no example_input.")
+
+    def expected_output_shape(self, config, batch_size=2):
+        """The output shape of `model(example_input(config, batch_size))`."""
+        raise NotImplementedError(f"{type(self).__name__} defines no expected_output_shape.")
 
     def count_params(self, config):
         """The parameter count of `config`, computed without TensorFlow."""
@@ -206,3 +270,32 @@ class Task:
     def tokens_per_example(self, config):
         """Tokens in one example, for tokens/s; None for non-text models."""
         return None
+
+
+def compile_model(task, model, config, train_config, steps_per_epoch=None):
+    """Compiles `model` through `task.compile`, then builds its optimizer.
+
+    The one place a model is compiled, for `zoo.get` and the trainer alike.
+    A built optimizer saves its slots with the model (a `.keras` file then
+    reloads without optimizer-mismatch warnings), and building it here, in
+    the strategy scope, avoids keras#23085 (an optimizer first built inside
+    `fit` under a strategy can fail).
+
+    Raises:
+        RuntimeError: the task's `compile` dropped an execution option of
+            `train_config`; it must pass `task.execution_options(...)` on.
+    """
+    task.compile(model, config, train_config, steps_per_epoch)
+    expected = task.execution_options(train_config)
+    dropped = [k for k in ("steps_per_execution",)
+               if getattr(model, k, expected[k]) != expected[k]]
+    if isinstance(expected["jit_compile"], bool) and model.jit_compile != expected["jit_compile"]:
+        dropped.append("jit_compile")
+    if dropped:
+        raise RuntimeError(
+            f"{type(task).__name__}.compile dropped {', '.join(dropped)} of the training "
+            f"config ({', '.join(f'{k}={expected[k]!r}' for k in dropped)}); pass "
+            "**self.execution_options(train_config) to model.compile."
+        )
+    if getattr(model, "optimizer", None) is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)

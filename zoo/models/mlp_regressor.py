@@ -4,13 +4,14 @@ Datasets: `friedman1` (the default, generated), `diabetes` (scikit-learn's
 bundled real data) and any CSV file with a `target` column.
 """
 
-import csv
 import dataclasses
-import math
 import os
+import typing
 
 from zoo import config as config_lib
 from zoo import registry
+from zoo.data import splits, tabular
+from zoo.metrics import regression
 from zoo.task import Data, Task
 
 ACTIVATIONS = (
@@ -19,6 +20,21 @@ ACTIVATIONS = (
 )
 DATASETS = ("friedman1", "diabetes")
 MIN_ROWS = 20
+
+
+TINY = dict(input_dim=5, hidden_units=(8, 4))
+
+
+@dataclasses.dataclass
+class TableData(Data):
+    """A table's splits as arrays, beside the datasets.
+
+    Attributes:
+        arrays: dict. `"train"`, `"validation"` and `"test"` to `(x, y)`
+            float32 arrays, `y` shaped `(rows, outputs)`.
+    """
+
+    arrays: typing.Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +88,15 @@ class MLPRegressorTask(Task):
         "or a CSV path with options target, features, drop_missing"
     )
     # 8 steps per execution: 1.36x faster epochs, the same losses (docs/performance.md).
+    data_options = {
+        "target": (str, "target column of a CSV file"),
+        "features": (str, "comma-separated feature columns of a CSV file"),
+        "drop_missing": (bool, "drop CSV rows with missing values"),
+        "num_train": (int, "friedman1: training rows (10000)"),
+        "noise": (float, "friedman1: noise standard deviation (1.0)"),
+        "data_seed": (int, "friedman1: seed of the generated data (the run's seed)"),
+    }
+    data_flags = ("target", "features", "drop_missing")
     train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3, "steps_per_execution": 8}
 
     def default_batch_size(self, num_train):
@@ -80,7 +105,7 @@ class MLPRegressorTask(Task):
 
         return int(min(256, max(16, 2 ** round(math.log2(max(1, num_train / 40))))))
 
-    def load_data(self, data, config, options, seed):
+    def load_data(self, data, config, options, seed, preset=None):
         import numpy as np
 
         data = data or self.default_data
@@ -100,11 +125,12 @@ class MLPRegressorTask(Task):
             str(data).endswith(".csv") or os.path.exists(data)
         ):
             config_lib.check_options(options, ("target", "features", "drop_missing"), data)
-            x, y, _ = read_csv(
+            x, y, _ = tabular.read_csv(
                 data,
                 target=options.get("target"),
                 features=options.get("features"),
                 drop_missing=bool(options.get("drop_missing", False)),
+                min_rows=MIN_ROWS,
             )
             name = os.path.basename(str(data))
         else:
@@ -119,14 +145,8 @@ class MLPRegressorTask(Task):
                 f"Dataset '{name}' has {len(x)} rows; at least {MIN_ROWS} are "
                 "needed to split it into train, validation and test."
             )
-        order = np.random.default_rng(seed).permutation(len(x))
-        n_test = n_val = max(1, int(round(0.15 * len(x))))
-        splits = {
-            "test": order[:n_test],
-            "validation": order[n_test : n_test + n_val],
-            "train": order[n_test + n_val :],
-        }
-        arrays = {k: (x[v], y[v]) for k, v in splits.items()}
+        parts = splits.shuffled_partition(len(x), {"test": 0.15, "validation": 0.15, "train": None}, seed)
+        arrays = {k: (x[v], y[v]) for k, v in parts.items()}
         return self._data(arrays, name)
 
     def _friedman1(self, options, seed):
@@ -159,32 +179,29 @@ class MLPRegressorTask(Task):
     def _data(self, arrays, name):
         import tensorflow as tf
 
-        datasets = {k: tf.data.Dataset.from_tensor_slices(v) for k, v in arrays.items()}
         x_train, y_train = arrays["train"]
-        return Data(
-            train=datasets["train"],
-            validation=datasets["validation"],
-            test=datasets["test"],
+        return TableData(
+            train=tf.data.Dataset.from_tensor_slices(arrays["train"]),
+            validation=tf.data.Dataset.from_tensor_slices(arrays["validation"]),
             num_train=len(x_train),
             name=name,
             config_updates={"input_dim": x_train.shape[1], "output_dim": y_train.shape[1]},
-            extras={"arrays": arrays},
+            arrays=arrays,
         )
 
     def prepare(self, model, data):
-        x_train, y_train = data.extras["arrays"]["train"]
+        x_train, y_train = data.arrays["train"]
         model.get_layer("feature_normalization").adapt(x_train)
         model.get_layer("target_denormalization").adapt(y_train)
 
-    def compile(self, model, config, train_config=None, steps_per_epoch=None):
+    def compile(self, model, config, train_config, steps_per_epoch=None):
         import keras
 
-        learning_rate = train_config.learning_rate if train_config else self.train_defaults["learning_rate"]
         model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
+            optimizer=keras.optimizers.Adam(train_config.learning_rate),
             loss="mse",
             metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-            **_compile_kwargs(train_config),
+            **self.execution_options(train_config),
         )
 
     def callbacks(self, model, data, train_config, run_dir):
@@ -200,16 +217,18 @@ class MLPRegressorTask(Task):
         ]
 
     def evaluate(self, model, data, train_config):
+        _, y_train = data.arrays["train"]
+        x_test, y_test = data.arrays["test"]
+        pred = model.predict(x_test, batch_size=1024, verbose=0)
+        return regression.with_mean_baseline(y_train, y_test, pred)
+
+    def example_input(self, config, batch_size=2):
         import numpy as np
 
-        x_train, y_train = data.extras["arrays"]["train"]
-        x_test, y_test = data.extras["arrays"]["test"]
-        pred = model.predict(x_test, batch_size=1024, verbose=0)
-        baseline = np.broadcast_to(y_train.mean(axis=0), y_test.shape)
-        metrics = {}
-        for prefix, p in (("test", pred), ("baseline", baseline)):
-            metrics.update({f"{prefix}_{k}": v for k, v in regression_metrics(y_test, p).items()})
-        return metrics
+        return np.random.default_rng(0).normal(size=(batch_size, config.input_dim)).astype("float32")
+
+    def expected_output_shape(self, config, batch_size=2):
+        return (batch_size, config.output_dim)
 
     def count_params(self, config):
         total, width = 2 * config.input_dim + 1, config.input_dim
@@ -220,141 +239,7 @@ class MLPRegressorTask(Task):
         return total + 2 * config.output_dim + 1
 
 
-def _compile_kwargs(train_config):
-    """`steps_per_execution` and `jit_compile` from a `TrainConfig`."""
-    if train_config is None:
-        return {}
-    return {
-        "steps_per_execution": train_config.steps_per_execution,
-        "jit_compile": train_config.jit_compile,
-    }
-
-
-def regression_metrics(y_true, y_pred):
-    """MSE, MAE and R² of predictions, as floats."""
-    import numpy as np
-
-    y_true, y_pred = np.asarray(y_true, "float64"), np.asarray(y_pred, "float64")
-    residual = y_true - y_pred
-    mse = float(np.mean(residual**2))
-    total = float(np.mean((y_true - y_true.mean(axis=0)) ** 2))
-    return {
-        "mse": mse,
-        "mae": float(np.mean(np.abs(residual))),
-        "r2": 1.0 - mse / total if total > 0 else float("nan"),
-    }
-
-
-def read_csv(path, *, target, features=None, drop_missing=False):
-    """Reads a numeric CSV file into feature and target arrays.
-
-    Args:
-        path: str. The CSV file, with a header row.
-        target: str. The target column.
-        features: list of str, or a comma-separated str. The feature
-            columns. Defaults to every column but the target.
-        drop_missing: bool. Drop rows with empty cells instead of raising.
-            Defaults to False.
-
-    Returns:
-        `(x, y, feature_names)`.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: a named column is missing, a cell is not a number, cells
-            are empty, or a column is constant. The message names the file,
-            column and row.
-    """
-    import numpy as np
-
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"Data file '{path}' not found (looked in {os.path.abspath(path)}). "
-            f"`data` takes a CSV path or one of {', '.join(DATASETS)}."
-        )
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise ValueError(f"Could not read '{path}' as CSV: {e}.") from None
-    if not rows or not any(c.strip() for c in rows[0]):
-        raise ValueError(f"'{path}' is empty: expected a header row and data rows.")
-    header = [c.strip() for c in rows[0]]
-    if target is None:
-        raise ValueError(
-            f"A CSV file needs a target column (`--target COLUMN`). Columns of "
-            f"'{path}': {', '.join(header)}."
-        )
-    if isinstance(features, str):
-        features = [c.strip() for c in features.split(",") if c.strip()]
-    features = list(features) if features else [c for c in header if c != target]
-    for column in [target, *features]:
-        if column not in header:
-            raise ValueError(
-                f"Column '{column}' not found in '{path}'."
-                f"{config_lib.did_you_mean(column, header)} Columns: {', '.join(header)}."
-            )
-    if target in features:
-        raise ValueError(f"Column '{target}' is both the target and a feature in '{path}'.")
-    columns = [header.index(c) for c in features + [target]]
-    names = features + [target]
-    values, missing = [], []
-    for row_number, row in enumerate(rows[1:], start=1):
-        if not any(c.strip() for c in row):
-            continue
-        if len(row) != len(header):
-            raise ValueError(
-                f"'{path}', row {row_number} (line {row_number + 1}) has {len(row)} "
-                f"fields; the header has {len(header)}."
-            )
-        parsed, row_missing = [], []
-        for name, index in zip(names, columns):
-            cell = row[index].strip()
-            if cell == "" or cell.lower() in ("na", "nan", "null", "none"):
-                row_missing.append(name)
-                parsed.append(math.nan)
-                continue
-            try:
-                parsed.append(float(cell))
-            except ValueError:
-                raise ValueError(
-                    f"'{path}', row {row_number} (line {row_number + 1}), column "
-                    f"'{name}': {cell!r} is not a number. Every feature and target "
-                    "column must be numeric."
-                ) from None
-        if row_missing:
-            missing.append((row_number, row_missing))
-            if drop_missing:
-                continue
-        values.append(parsed)
-    if missing and not drop_missing:
-        cells = sum(len(m) for _, m in missing)
-        where = "; ".join(f"row {r}: {', '.join(m)}" for r, m in missing[:5])
-        more = f" (and {len(missing) - 5} more rows)" if len(missing) > 5 else ""
-        raise ValueError(
-            f"'{path}' has {cells} missing values in {len(missing)} rows: {where}{more}. "
-            "Fill them in, or drop those rows with `--drop-missing` "
-            "(`data_options={'drop_missing': True}` in Python)."
-        )
-    table = np.asarray(values, dtype="float64").reshape(-1, len(names))
-    if len(table) < MIN_ROWS:
-        raise ValueError(
-            f"'{path}' has {len(table)} usable rows; at least {MIN_ROWS} are needed "
-            "to split it into train, validation and test."
-        )
-    for j, name in enumerate(names):
-        if np.all(table[:, j] == table[0, j]):
-            raise ValueError(
-                f"'{path}', column '{name}' has the same value ({table[0, j]:g}) in "
-                f"every row, so it carries no information. "
-                + ("Choose another target." if name == target
-                   else "Leave it out with `--features`.")
-            )
-    return table[:, :-1].astype("float32"), table[:, -1:].astype("float32"), features
-
-
-@registry.register("mlp_regressor", config=MLPRegressorConfig, task=MLPRegressorTask())
+@registry.register("mlp_regressor", config=MLPRegressorConfig, task=MLPRegressorTask(), tiny=TINY)
 def mlp_regressor(config):
     """A multilayer perceptron for tabular regression.
 

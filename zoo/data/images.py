@@ -5,8 +5,8 @@ TensorFlow: `read_folder` returns float images in [-1, 1], `make_grid` tiles
 images in [0, 1] into one uint8 picture and `save_png` writes it atomically.
 
 ```python
-images, labels, classes = zoo.images.read_folder("faces/", 32, 32, channels=3)
-zoo.images.save_png(zoo.images.make_grid((images[:64] + 1) / 2), "grid.png")
+images, labels, classes = zoo.data.images.read_folder("faces/", 32, 32, channels=3)
+zoo.data.images.save_png(zoo.data.images.make_grid((images[:64] + 1) / 2), "grid.png")
 ```
 """
 
@@ -143,7 +143,7 @@ def save_png(grid, path):
     """Writes a uint8 `(height, width, channels)` array as a PNG, atomically."""
     from PIL import Image
 
-    from zoo.trainer import atomic_path
+    from zoo.files import atomic_path
 
     array = grid[..., 0] if grid.shape[-1] == 1 else grid
     with atomic_path(path) as tmp:

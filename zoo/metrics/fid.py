@@ -19,9 +19,9 @@ The classifier is trained once per dataset, with fixed seeds, and cached in
 `$ZOO_CACHE_DIR/fid_classifiers/` (default `~/.cache/zoo`).
 
 ```python
-classifier = zoo.fid.get_classifier("digits", images, labels, num_classes=10)
-fid = zoo.fid.frechet_distance(
-    zoo.fid.embed(classifier, real), zoo.fid.embed(classifier, fake))
+classifier = zoo.metrics.fid.get_classifier("digits", images, labels, num_classes=10)
+fid = zoo.metrics.fid.frechet_distance(
+    zoo.metrics.fid.embed(classifier, real), zoo.metrics.fid.embed(classifier, fake))
 ```
 """
 
@@ -72,8 +72,9 @@ def frechet_distance(features_a, features_b):
 
 def cache_dir():
     """Where classifiers are cached: `$ZOO_CACHE_DIR/fid_classifiers`."""
-    root = os.environ.get("ZOO_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "zoo")
-    return os.path.join(root, "fid_classifiers")
+    from zoo import files
+
+    return files.cache_dir("fid_classifiers")
 
 
 def build_classifier(input_shape, num_classes, seed=0):
@@ -157,7 +158,7 @@ def get_classifier(dataset, images, labels, num_classes):
     import keras
     import numpy as np
 
-    from zoo.trainer import atomic_path, write_json
+    from zoo.files import atomic_path, write_json
 
     digest = hashlib.sha256()
     digest.update(np.ascontiguousarray(images, "float32").tobytes())
@@ -178,12 +179,16 @@ def get_classifier(dataset, images, labels, num_classes):
     return model
 
 
-def predict(model, images, batch_size=512):
-    """Runs `model` eagerly in batches and returns a NumPy array."""
+def predict(model, inputs, batch_size=512):
+    """Runs `model` eagerly in inference mode, in batches; a NumPy array.
+
+    Eager calls, unlike `model.predict`, build no `tf.function` per model,
+    which matters for the few hundred rows scored each epoch.
+    """
     import numpy as np
 
-    out = [np.asarray(model(images[i : i + batch_size], training=False))
-           for i in range(0, len(images), batch_size)]
+    out = [np.asarray(model(inputs[i : i + batch_size], training=False))
+           for i in range(0, len(inputs), batch_size)]
     return np.concatenate(out)
 
 
