@@ -57,7 +57,7 @@ def config_json(name, model_config, train_config, data):
         "model_name": name,
         "model": config_lib.to_dict(model_config),
         "train": config_lib.to_dict(train_config),
-        "data": {"name": data.name, "num_train": data.num_train},
+        "data": {"name": data.name, "num_train": data.num_train, **data.describe()},
     }
 
 

@@ -64,6 +64,11 @@ class Data:
     name: str = ""
     config_updates: dict = dataclasses.field(default_factory=dict)
 
+    def describe(self):
+        """What `config.json` records of the data beside its name and size,
+        such as a table's feature columns. Empty by default."""
+        return {}
+
 
 class Task:
     """Hooks of a model for the shared trainer; subclass per model.

@@ -32,9 +32,16 @@ class TableData(Data):
     Attributes:
         arrays: dict. `"train"`, `"validation"` and `"test"` to `(x, y)`
             float32 arrays, `y` shaped `(rows, outputs)`.
+        features: list of str. The feature columns, in the model's order.
+        targets: list of str. The target columns.
     """
 
     arrays: typing.Any = None
+    features: list = dataclasses.field(default_factory=list)
+    targets: list = dataclasses.field(default_factory=list)
+
+    def describe(self):
+        return {"features": list(self.features), "targets": list(self.targets)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,19 +120,22 @@ class MLPRegressorTask(Task):
         if isinstance(data, tuple) and len(data) == 2:
             x, y = (np.asarray(a, dtype="float32") for a in data)
             name = "arrays"
+            features, targets = None, None
         elif data == "friedman1":
             return self._friedman1(options, seed)
         elif data == "diabetes":
             from sklearn.datasets import load_diabetes
 
             config_lib.check_options(options, (), data)
-            x, y = load_diabetes(return_X_y=True)
+            bunch = load_diabetes()
+            x, y = bunch.data, bunch.target
             name = "diabetes"
+            features, targets = list(bunch.feature_names), ["target"]
         elif isinstance(data, (str, os.PathLike)) and (
             str(data).endswith(".csv") or os.path.exists(data)
         ):
             config_lib.check_options(options, ("target", "features", "drop_missing"), data)
-            x, y, _ = tabular.read_csv(
+            x, y, features = tabular.read_csv(
                 data,
                 target=options.get("target"),
                 features=options.get("features"),
@@ -133,6 +143,7 @@ class MLPRegressorTask(Task):
                 min_rows=MIN_ROWS,
             )
             name = os.path.basename(str(data))
+            targets = [options.get("target")]
         else:
             raise ValueError(
                 f"Unknown dataset '{data}'.{config_lib.did_you_mean(data, DATASETS)} "
@@ -147,7 +158,7 @@ class MLPRegressorTask(Task):
             )
         parts = splits.shuffled_partition(len(x), {"test": 0.15, "validation": 0.15, "train": None}, seed)
         arrays = {k: (x[v], y[v]) for k, v in parts.items()}
-        return self._data(arrays, name)
+        return self._data(arrays, name, features, targets)
 
     def _friedman1(self, options, seed):
         import numpy as np
@@ -174,9 +185,9 @@ class MLPRegressorTask(Task):
             "validation": (x[bounds[0] : bounds[1]], y[bounds[0] : bounds[1]]),
             "test": (x[bounds[1] :], y[bounds[1] :]),
         }
-        return self._data(arrays, "friedman1")
+        return self._data(arrays, "friedman1", [f"x{i}" for i in range(10)], ["y"])
 
-    def _data(self, arrays, name):
+    def _data(self, arrays, name, features=None, targets=None):
         import tensorflow as tf
 
         x_train, y_train = arrays["train"]
@@ -187,6 +198,8 @@ class MLPRegressorTask(Task):
             name=name,
             config_updates={"input_dim": x_train.shape[1], "output_dim": y_train.shape[1]},
             arrays=arrays,
+            features=list(features or (f"x{i}" for i in range(x_train.shape[1]))),
+            targets=list(targets or (["y"] if y_train.shape[1] == 1 else [f"y{i}" for i in range(y_train.shape[1])])),
         )
 
     def prepare(self, model, data):
