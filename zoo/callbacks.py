@@ -283,6 +283,13 @@ def write_final_summaries(logdir, metrics, config_json):
                 value = json.dumps(value)
             hparams[f"{section}.{key}"] = value
     hparams["data"] = config_json["data"]["name"]
+    run_dir = os.path.dirname(os.path.abspath(logdir))
+    trial_id = os.path.basename(run_dir)
+    if "fold" in config_json["data"]:
+        # One trial per fold, named after its cross-validation run too, so
+        # fold-0 of two runs are two trials.
+        hparams["fold"] = config_json["data"]["fold"]
+        trial_id = f"{os.path.basename(os.path.dirname(run_dir))}/{trial_id}"
     writer = tf.summary.create_file_writer(
         logdir, filename_suffix=f".epoch{config_json['train']['epochs'] + 1:04d}")
     with writer.as_default(step=metrics.get("epochs_trained", 0)):
@@ -290,7 +297,7 @@ def write_final_summaries(logdir, metrics, config_json):
             hparams=[hp.HParam(k) for k in sorted(hparams)],
             metrics=[hp.Metric(f"final/{k}") for k in sorted(metrics)],
         )
-        hp.hparams(hparams, trial_id=os.path.basename(os.path.dirname(logdir)))
+        hp.hparams(hparams, trial_id=trial_id)
         for key, value in metrics.items():
             if isinstance(value, (int, float)) and math.isfinite(value):
                 tf.summary.scalar(f"final/{key}", float(value))
