@@ -304,7 +304,6 @@ def _cmd_predict(args):
     quiet.filter_stderr()
     try:
         run = _open_run(args.run, "zoo predict")
-        quiet.import_tensorflow()
         rows = run.predict(args.data, out=args.out, keep=args.keep, batch_size=args.batch_size,
                            top_k=args.top_k)
     except USER_ERRORS as e:
@@ -324,7 +323,6 @@ def _cmd_evaluate(args):
         if args.tfds_data_dir and not flags:
             raise KeyError(f"Unknown data option 'tfds_data_dir' for model '{run.config['model_name']}'.")
         options = parse_data_options(args.data_options, flags, task)
-        quiet.import_tensorflow()
         record = run.evaluate(args.data, name=args.name, data_options=options or None,
                               batch_size=args.batch_size)
     except USER_ERRORS as e:

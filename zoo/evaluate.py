@@ -99,8 +99,7 @@ def own_data(run, data, data_options, task):
     if not isinstance(data, (str, os.PathLike)) or saved is None and not task.default_data:
         return False, given
     data, saved = os.fspath(data), saved or task.default_data
-    same = data == saved or (os.path.exists(data) and os.path.exists(saved)
-                             and os.path.realpath(data) == os.path.realpath(saved))
+    same = _same_path(data, saved)
     if same and (not given or given == saved_options):
         return True, saved_options
     return False, given
@@ -126,10 +125,18 @@ def _name(run_dir, name, data, source):
     candidate, n = base, 1
     while True:
         saved = read_json(os.path.join(run_dir, EVALUATIONS, f"{candidate}.json"))
-        if saved is None or {k: saved.get(k) for k in source} == _as_json(source):
+        if saved is None or (_same_path(saved.get("data"), source["data"])
+                             and saved.get("data_options") == _as_json(source["data_options"])):
             return candidate
         n += 1
         candidate = f"{base}-{n}"
+
+
+def _same_path(a, b):
+    if a == b:
+        return True
+    return (isinstance(a, str) and isinstance(b, str) and os.path.exists(a) and os.path.exists(b)
+            and os.path.realpath(a) == os.path.realpath(b))
 
 
 def _as_json(obj):
