@@ -336,6 +336,51 @@ def test_cross_validation_resumes_after_a_kill(tmp_path):
     assert out.returncode == 2 and "cross_validation.num_folds: saved 3, now 4" in out.stderr
 
 
+@pytest.mark.slow
+def test_tensorboard_server_shows_evaluations_beside_the_run_and_folds_as_trials(trained, cross_validated):
+    import socket
+    import urllib.request
+
+    run, root, data = trained
+    zoo.load_run(run.dir).evaluate(new_houses(root / "tb_houses.csv", n=50, seed=9))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        [*ZOO[:1], "-m", "tensorboard.main", "--logdir", str(root), "--port", str(port), "--host", "127.0.0.1",
+         "--load_fast", "false", "--reload_interval", "1"],
+        env=zoo_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path, body=None):
+        request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def loaded():
+        try:
+            tags = get("/data/plugin/scalars/tags")
+            return "run/logs/evaluations/tb_houses" in tags and "cv/fold-2/logs" in tags
+        except OSError:
+            return False
+
+    try:
+        _wait_for(loaded, 90, "tensorboard to load the runs")
+        tags = get("/data/plugin/scalars/tags")
+        assert "final/test_mse" in tags["run/logs/evaluations/tb_houses"] and "final/test_mse" in tags["run/logs"]
+        assert "final/test_mse" in tags["cv/logs"] and "final_std/test_mse" in tags["cv/logs"]
+        groups = get("/data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
+                                                      "STATUS_RUNNING"],
+            "colParams": [], "startIndex": 0, "sliceSize": 100})
+        folds = {g["name"]: g["hparams"]["fold"] for g in groups["sessionGroups"] if g["name"].startswith("cv/")}
+        assert folds == {"cv/fold-0": 0, "cv/fold-1": 1, "cv/fold-2": 2}
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 # --- compare ---------------------------------------------------------------
 
 def test_compare_prints_the_differing_fields_and_sorts(trained, cross_validated, tmp_path):
