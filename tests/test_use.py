@@ -160,6 +160,26 @@ def test_predict_refuses_bad_rows_and_writes_nothing(trained, name, changes, mes
     assert not out.exists() and not [f for f in os.listdir(root) if f.startswith(".tmp")]
 
 
+def test_rows_with_missing_features_follow_the_run_drop_missing(trained, tmp_path):
+    """A run that dropped incomplete rows in training leaves their
+    predictions empty; the other rows are predicted as usual."""
+    _, root, _ = trained
+    data = houses(tmp_path, n=100, changes={(3, 0): ""})
+    run = zoo.train("mlp_regressor", data=data, data_options={"target": "price", "drop_missing": True},
+                    run_dir=tmp_path / "run", **{**FAST, "epochs": 1})
+    path = new_houses(tmp_path / "gaps.csv", n=20)
+    header, rows = read_table(path)
+    rows[2][header.index("area")] = "NA"
+    write_csv(path, header, rows)
+    run.predict(path, out=tmp_path / "out.csv", keep="id")
+    _, out = read_table(tmp_path / "out.csv")
+    assert len(out) == 20 and out[2] == ["h002", ""]
+    complete = [r for i, r in enumerate(rows) if i != 2]
+    x = np.array([[float(r[header.index(c)]) for c in FEATURES] for r in complete], "float32")
+    np.testing.assert_array_equal(np.array([float(r[1]) for i, r in enumerate(out) if i != 2], "float32"),
+                                  run.model.predict(x, verbose=0)[:, 0])
+
+
 def test_predict_refuses_an_unreadable_file_a_non_run_and_a_generator(trained, tmp_path):
     run, root, _ = trained
     binary = tmp_path / "image.csv"

@@ -124,3 +124,16 @@ def test_gpt2_refuses_unreadable_text_and_predict(lm, tmp_path):
     with pytest.raises(ValueError, match=r"does not apply to this run.*Use `zoo generate RUN` instead"):
         zoo.load_run(run.dir).predict(str(bad), out=tmp_path / "p.csv")
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_compare_puts_runs_of_different_models_side_by_side(gan, lm):
+    from zoo import compare
+
+    (gan_run, _), (lm_run, _, _) = gan, lm
+    table = compare.compare([gan_run.dir, lm_run.dir])
+    assert [r["model"] for r in table["runs"]] == ["dcgan", "gpt2_textgen"]
+    assert "model.latent_dim" in table["fields"] and "model.num_layers" in table["fields"]
+    lines = {line.split()[0]: line.split()[1:] for line in compare.format_table(table).splitlines()}
+    assert lines["model"] == ["dcgan", "gpt2_textgen"]
+    assert lines["epochs_trained"] == ["1", "1"]  # A shared metric: one row, both runs.
+    assert len(lines["fid"]) == 1 and len(lines["val_perplexity"]) == 1  # Each model's own: one value.
