@@ -47,7 +47,7 @@ def test_digits_run_reports_metrics_and_writes_confusion_matrices(digits_run):
     assert {"final_val_accuracy", "final_val_top_3_accuracy"} <= set(metrics)
 
     # One confusion matrix of the validation split per epoch, in TensorBoard.
-    events = _image_tags(digits_run.dir)["confusion_matrix"]
+    events = sorted(_image_tags(digits_run.dir)["confusion_matrix"], key=lambda e: e.step)
     assert [e.step for e in events] == [1, 2, 3]
     width, height, png = tf.make_ndarray(events[-1].tensor_proto)[:3]
     assert tf.io.decode_png(png).shape == (int(height), int(width), 3)

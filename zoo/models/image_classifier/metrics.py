@@ -70,8 +70,9 @@ def render_confusion_matrix(matrix, class_names):
     """Draws a confusion matrix as a uint8 RGB array, for TensorBoard or a PNG.
 
     Rows are the true classes, columns the predicted ones. Each cell shows
-    its count, shaded by the share of its row (white: none, dark blue: the
-    whole row), so a weak class stands out whatever the class sizes. Columns
+    its count, shaded by the share of its row (white: none, dark: the whole
+    row), so a weak class stands out whatever the class sizes: the diagonal
+    in blue, errors in red and never paler than a quarter shade. Columns
     are labelled with the class names when they fit in a cell, otherwise
     with class numbers, which then prefix the row labels.
     """
@@ -102,7 +103,11 @@ def render_confusion_matrix(matrix, class_names):
         draw.text((left + i * cell + (cell - size(columns[i])[0]) // 2, 4), columns[i], fill="black", font=font)
         for j in range(n):
             share = float(shares[i, j])
-            colour = tuple(int(round(255 - share * (255 - c))) for c in (8, 48, 107))
+            if i != j and matrix[i, j]:
+                # Errors in red, never paler than a quarter, so one in a row stands out.
+                share = 0.25 + 0.75 * share
+            ink = (8, 48, 107) if i == j else (165, 15, 21)
+            colour = tuple(int(round(255 - share * (255 - c))) for c in ink)
             x = left + j * cell
             draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=colour, outline=(200, 200, 200))
             text = str(int(matrix[i, j]))
