@@ -39,7 +39,9 @@ def test_digits_run_reports_metrics_and_writes_confusion_matrices(digits_run):
     import tensorflow as tf
 
     metrics = json.load(open(os.path.join(digits_run.dir, "metrics.json")))
-    assert metrics["test_num_examples"] == 360 and digits_run.config["data"]["num_train"] == 1293
+    assert metrics["test_num_examples"] == 360
+    assert digits_run.config["data"] == {"name": "digits", "num_train": 1293, "num_validation": 144,
+                                         "num_test": 360, "class_names": [str(d) for d in range(10)]}
     assert metrics["test_accuracy"] > 0.5  # Chance is 0.1.
     assert metrics["test_top_3_accuracy"] >= metrics["test_accuracy"]
     per_class = [metrics[f"test_accuracy_class_{d}"] for d in range(10)]
@@ -92,6 +94,7 @@ def test_image_folder_with_class_subfolders_trains(tmp_path):
     run = zoo.train(NAME, data=folder, run_dir=tmp_path / "run", image_height=12, image_width=12,
                     channels=3, **{**FAST, "epochs": 2})
     assert run.config["model"]["num_classes"] == 3 and run.config["data"]["name"] == "pictures"
+    assert run.config["data"]["class_names"] == ["dark", "light", "stripes"]
     assert {"test_accuracy_class_dark", "test_accuracy_class_light", "test_accuracy_class_stripes"} <= set(run.metrics)
     assert "test_top_3_accuracy" not in run.metrics  # Always 1 with 3 classes.
     assert run.model.output_shape == (None, 3)

@@ -41,6 +41,14 @@ class LabelledImages(Data):
     validation_arrays: typing.Any = None
     test_arrays: typing.Any = None
 
+    def describe(self):
+        # The class names map the model's output indices back to classes.
+        return {
+            "class_names": list(self.class_names),
+            "num_validation": 0 if self.validation_arrays is None else len(self.validation_arrays[1]),
+            "num_test": len(self.test_arrays[1]),
+        }
+
 
 class ImageClassifierTask(Task):
     """Cross-entropy with label smoothing, AdamW, warm-up then cosine decay.
