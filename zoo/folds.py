@@ -21,6 +21,7 @@ run.folds[0].dir         # 'runs/mlp_regressor/<time>/fold-0'
 ```
 """
 
+import contextlib
 import math
 import os
 
@@ -93,17 +94,35 @@ def train_folds(name, *, folds, data=None, run_dir=None, verbose="auto", callbac
             return runs.Run.load(run_dir)
     write_json(os.path.join(run_dir, runs.CONFIG), config)
     fold_runs = []
-    for i in range(folds):
-        fold_dir = os.path.join(run_dir, f"fold-{i}")
-        say(f"Fold {i + 1} of {folds}: {fold_dir}")
-        fold_runs.append(trainer.train(name, data=data, run_dir=fold_dir, fold=(i, folds),
-                                       verbose=verbose, callbacks=callbacks, **options))
+    with _no_retracing_warnings():
+        for i in range(folds):
+            fold_dir = os.path.join(run_dir, f"fold-{i}")
+            say(f"Fold {i + 1} of {folds}: {fold_dir}")
+            fold_runs.append(trainer.train(name, data=data, run_dir=fold_dir, fold=(i, folds),
+                                           verbose=verbose, callbacks=callbacks, **options))
     metrics = summarize([r.metrics for r in fold_runs])
     _write_events(os.path.join(run_dir, "logs"), metrics)
     write_json(os.path.join(run_dir, runs.METRICS), metrics)
     if verbose != 0:
         print_summary(run_dir, metrics)
     return runs.Run(run_dir, metrics, config, {}, folds=fold_runs)
+
+
+@contextlib.contextmanager
+def _no_retracing_warnings():
+    """Drops TensorFlow's "triggered tf.function retracing" warnings: each
+    fold builds a new model, whose functions are traced anew by design."""
+    import logging
+
+    def keep(record):
+        return "triggered tf.function retracing" not in record.getMessage()
+
+    logger = logging.getLogger("tensorflow")
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
 
 
 def summarize(fold_metrics):
