@@ -169,7 +169,9 @@ def stream_csv(path, columns, *, keep=(), chunk_rows=CHUNK_ROWS, allow_missing=F
     header = _csv_header(path)
     lacking = [c for c in columns if c not in header]
     if lacking:
-        hints = "".join(config_lib.did_you_mean(c, header) for c in lacking[:3])
+        # Only columns that nothing else needs can be the misspelt one.
+        spare = [c for c in header if c not in columns]
+        hints = "".join(config_lib.did_you_mean(c, spare) for c in lacking[:3]) if spare else ""
         raise ValueError(
             f"'{path}' lacks {len(lacking)} of {wanted}: {', '.join(lacking)}.{hints} "
             f"Columns of '{path}': {', '.join(header)}. Needed: {', '.join(columns)}."
@@ -305,7 +307,8 @@ def stream_table(data, columns, *, keep=(), chunk_rows=CHUNK_ROWS, allow_missing
         )
     lacking = [c for c in columns if c not in table]
     if lacking:
-        hints = "".join(config_lib.did_you_mean(c, header) for c in lacking[:3])
+        spare = [c for c in header if c not in columns]
+        hints = "".join(config_lib.did_you_mean(c, spare) for c in lacking[:3]) if spare else ""
         raise ValueError(
             f"{name[0].upper()}{name[1:]} lacks {len(lacking)} of {wanted}: {', '.join(lacking)}."
             f"{hints} Its columns: {', '.join(header)}. Needed: {', '.join(columns)}."
