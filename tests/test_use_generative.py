@@ -58,7 +58,7 @@ def test_cli_dcgan_evaluate_against_an_image_folder(gan, cache):  # noqa: F811
         images_lib.save_png(np.round(image / 16 * 255).astype("uint8")[..., None], folder / str(label) / f"{i}.png")
     out = zoo_cli("evaluate", run.dir, "--data", folder)
     assert out.returncode == 0, out.stderr
-    assert "Evaluation 'pngs'" in out.stdout and "(all rows, 60 examples)" in out.stdout
+    assert "Evaluation 'pngs'" in out.stdout and "(all of it, 60 examples)" in out.stdout
     record = json.loads(open(os.path.join(run.dir, "evaluations", "pngs.json")).read())
     metrics = record["metrics"]
     # Real digits are close to the run's classifier's view of digits; noise from an untrained generator is not.

@@ -332,7 +332,8 @@ def _cmd_evaluate(args):
 
         print(json.dumps(record, indent=2))
         return 0
-    rows = (f"the run's own {record['split']} split" if record["own_data"] else f"{record['split']} rows")
+    rows = (f"the run's own {record['split']} split" if record["own_data"]
+            else "all of it" if record["split"] == "all" else f"its {record['split']} split")
     print(f"Evaluation '{record['name']}' of {run.dir} on {record['data']} "
           f"({rows}, {record['num_examples']} examples):")
     width = max((len(k) for k in record["metrics"]), default=0)
@@ -381,9 +382,10 @@ def build_parser():
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--num-beams", type=int, default=4)
     p.add_argument("--seed", type=int, default=None)
-    p = sub.add_parser("predict", help="predict with a finished run on new data (a CSV file)")
+    p = sub.add_parser("predict", help="predict with a finished run on new data, into a CSV file")
     p.add_argument("run", help="a finished run directory, as made by zoo train")
-    p.add_argument("--data", required=True, help="the input: a CSV file for mlp_regressor")
+    p.add_argument("--data", required=True,
+                   help="the input: a CSV file (mlp_regressor); an image folder, file or glob (image_classifier)")
     p.add_argument("--out", required=True, help="the CSV file to write")
     p.add_argument("--keep", action="append", default=[], metavar="COLUMN",
                    help="an input column to copy to the output; repeat for more")

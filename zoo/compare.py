@@ -145,7 +145,7 @@ def _cell(value):
     if isinstance(value, dict) and "mean" in value:
         return f"{value['mean']:.4g} ± {value['std']:.2g}"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)
