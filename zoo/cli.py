@@ -32,6 +32,7 @@ _TRAIN_FLAGS = {
     "jit_compile": dict(default="auto", choices=["auto", "true", "false"]),
     "log_every_n_steps": dict(type=int, default=50),
     "profile_batch": dict(metavar="START,STOP"),
+    "checkpoint_every_seconds": dict(type=float, metavar="SECONDS"),
 }
 
 
