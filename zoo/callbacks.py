@@ -209,7 +209,7 @@ class Checkpoint(_callback_base()):
         weights = f"epoch-{epoch:04d}.weights.h5"
         checksums, best = {}, {}
         with atomic_path(os.path.join(self.directory, weights)) as tmp:
-            self.model.save_weights(tmp)
+            _save_weights(self.model, tmp)
             checksums[weights] = sha256(tmp)
         callbacks = {}
         for key, cb in self._keyed():
@@ -247,6 +247,30 @@ class Checkpoint(_callback_base()):
             if name not in keep and (name.startswith("epoch-") or name.startswith("best-")):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(self.directory, name))
+
+
+def _save_weights(model, path):
+    """`model.save_weights(path)`, with the HDF5 file built in memory.
+
+    Only plain Python then writes to the disk, so a full disk is a clean
+    `OSError`; HDF5 writing straight to a full disk leaves its objects
+    half-closed, and the process can crash when it exits.
+    """
+    import io
+
+    try:
+        from keras.src.saving import saving_lib
+
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+        store.close()
+    except (ImportError, AttributeError, TypeError):  # Keras' internals moved.
+        model.save_weights(path)
+        return
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 class TensorBoardLogger(_callback_base()):

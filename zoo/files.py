@@ -29,7 +29,15 @@ _TMP_NAME = re.compile(r"^\.tmp-(\d+)-")
 
 
 class WriteError(OSError):
-    """A file could not be written; the previous version is kept intact."""
+    """A file could not be written; the previous version is kept intact.
+
+    Attributes:
+        errno: int or None. The error number of the failed write.
+    """
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
 
 
 class CorruptFileError(ValueError):
@@ -47,9 +55,9 @@ def _write_error(path, error):
     }.get(error.errno, "Fix the cause")
     what = "kept as it was" if os.path.exists(path) else "not created"
     return WriteError(
-        error.errno, f"Could not write '{path}': {reason}. The file was {what} and nothing "
-        f"half-written was left. {hint}, then rerun the same command: a training run "
-        "resumes from its last checkpoint.")
+        f"Could not write '{path}': {reason}. The file was {what} and nothing half-written "
+        f"was left. {hint}, then rerun the same command: a training run resumes from its "
+        "last checkpoint.", error.errno)
 
 
 def _fsync(path):
