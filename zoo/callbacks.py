@@ -94,6 +94,29 @@ class Checkpoint(_callback_base()):
             f"cannot resume. Delete the folder '{self.restore_dir}' to train this run again "
             "from epoch 0 (same command), or use another --run-dir.")) or {}
 
+    def _candidates(self):
+        return [self.state] + ([self.state["previous"]] if self.state.get("previous") else [])
+
+    def check(self):
+        """Checks the saved checkpoints' files without loading them.
+
+        Raises:
+            zoo.files.CorruptFileError: no checkpoint in `state.json` has
+                all its files with their checksums. Runs before anything is
+                written.
+        """
+        if self.state:
+            problems = [self._verify(state) for state in self._candidates()]
+            if all(problems):
+                self._unusable(problems)
+
+    def _unusable(self, problems):
+        raise CorruptFileError(
+            f"No checkpoint in {self.restore_dir} can be restored: "
+            + "; ".join(f"epoch {s['epoch']}: {p}" for s, p in zip(self._candidates(), problems))
+            + f". Delete the folder '{self.restore_dir}' to train this run again from epoch 0 "
+            "(same command), or use another --run-dir.")
+
     def restore(self, model):
         """Loads the last good checkpoint into `model`; returns the next epoch.
 
@@ -106,10 +129,9 @@ class Checkpoint(_callback_base()):
         """
         if not self.state:
             return 0
-        candidates = [self.state] + ([self.state["previous"]] if self.state.get("previous") else [])
         problems = []
-        for state in candidates:
-            problem = self._load(model, state)
+        for state in self._candidates():
+            problem = self._verify(state) or self._load(model, state)
             if problem is None:
                 if state is not self.state:
                     self.warn(f"the last checkpoint (epoch {self.state['epoch']}) in "
@@ -117,16 +139,14 @@ class Checkpoint(_callback_base()):
                               f"checkpoint before it (epoch {state['epoch']}).")
                     self.state = dict(state)
                     self.history = {k: list(v) for k, v in state.get("history", {}).items()}
+                    self._finished = int(state["epoch"])
                 return int(self.state["epoch"])
             problems.append(problem)
-        raise CorruptFileError(
-            f"No checkpoint in {self.restore_dir} can be restored: "
-            + "; ".join(f"epoch {s['epoch']}: {p}" for s, p in zip(candidates, problems))
-            + f". Delete the folder '{self.restore_dir}' to train this run again from epoch 0 "
-            "(same command), or use another --run-dir.")
+        self._unusable(problems)
 
-    def _load(self, model, state):
-        """Loads one checkpoint's files; returns None, or what is wrong."""
+    def _verify(self, state):
+        """None if every file of a checkpoint is there with its checksum,
+        else what is wrong."""
         checksums = state.get("files", {})
         for name in [state["weights"], *checksums]:
             path = os.path.join(self.restore_dir, name)
@@ -135,10 +155,16 @@ class Checkpoint(_callback_base()):
             if name in checksums and sha256(path) != checksums[name]:
                 return (f"'{path}' fails its checksum ({os.path.getsize(path)} bytes; it was "
                         "truncated or changed after it was written)")
+        return None
+
+    def _load(self, model, state):
+        """Loads one checkpoint's files; returns None, or what is wrong."""
+        path = os.path.join(self.restore_dir, state["weights"])
         try:
-            model.load_weights(os.path.join(self.restore_dir, state["weights"]))
+            model.load_weights(path)
         except Exception as e:  # h5py and Keras raise many kinds for a bad file.
-            return f"'{os.path.join(self.restore_dir, state['weights'])}' does not load ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            first = str(e).splitlines()[0] if str(e) else ""
+            return f"'{path}' does not load ({type(e).__name__}: {first})"
         best_files = state.get("best")
         for key, cb in self._keyed():
             for attr, value in self._saved(key, state).items():

@@ -41,9 +41,12 @@ LOCK = ".lock"
 # What a run directory may hold before its config.json exists: a run
 # killed while starting leaves these.
 _STARTING = {LOCK, "logs", "checkpoints"}
-# Training fields that may change when a run resumes: where it runs, and
-# how often it checkpoints, change neither the model nor the result.
-RESUMABLE_FIELDS = ("strategy", "checkpoint_every_seconds")
+# Training fields that may change when a run resumes: how it executes
+# (devices, steps per call, XLA), what it logs and how often it checkpoints
+# change neither the model nor what it learns. (A multi-worker resume must
+# run 1 step per execution, so that one follows the strategy.)
+RESUMABLE_FIELDS = ("strategy", "steps_per_execution", "jit_compile", "log_every_n_steps",
+                    "profile_batch", "checkpoint_every_seconds")
 
 
 class RunLockedError(ValueError):
@@ -146,8 +149,8 @@ def env_info(strategy):
 def config_mismatch(saved, new, ignore=RESUMABLE_FIELDS):
     """The fields in which two `config.json` dicts differ, as readable lines.
 
-    Training fields in `ignore` (the strategy, the checkpoint interval) may
-    differ; so may a training field the saved config lacks, one that a
+    Training fields in `ignore` (`RESUMABLE_FIELDS`: execution, logging and
+    checkpoint settings) may differ; so may a training field the saved config lacks, one that a
     newer zoo added.
     """
     diffs = []

@@ -254,15 +254,17 @@ def _plan(session):
     # removes `metrics.json` before it writes the new config.
     saved = runs.read_config(run_dir)
     plan = runs.resume_plan(run_dir, saved, session.config_json, runs.is_finished(run_dir))
-    if plan == "continue":
+    if plan in ("resume", "continue"):
         from zoo.callbacks import Checkpoint
 
-        state = Checkpoint(os.path.join(run_dir, "checkpoints")).state
-        if state.get("stopped_early"):
+        # Read and check the checkpoint now, before anything is written.
+        checkpoint = Checkpoint(os.path.join(run_dir, "checkpoints"))
+        checkpoint.check()
+        if plan == "continue" and checkpoint.state.get("stopped_early"):
             raise ValueError(
-                f"Run {run_dir} stopped early at epoch {state.get('epoch')} (its validation "
-                "loss stopped improving), so more epochs would not train it further. Use "
-                "another --run-dir for a new run.")
+                f"Run {run_dir} stopped early at epoch {checkpoint.state.get('epoch')} (its "
+                "validation loss stopped improving), so more epochs would not train it "
+                "further. Use another --run-dir for a new run.")
     return plan
 
 
