@@ -40,8 +40,9 @@ def main(capsys, *argv):
     return status, out, err
 
 
-def train(capsys, run_dir, *extra, epochs=2):
-    return main(capsys, "train", "mlp_regressor", "--epochs", epochs, "--run-dir", run_dir, *TINY, *extra)
+def train(capsys, run_dir, *extra, epochs=2, quiet=True):
+    flags = TINY if quiet else [a for a in TINY if a != "--quiet"]
+    return main(capsys, "train", "mlp_regressor", "--epochs", epochs, "--run-dir", run_dir, *flags, *extra)
 
 
 def files(path):
@@ -231,7 +232,8 @@ def test_finished_run_with_another_config_is_refused_with_the_differences(copied
     assert status == 2 and "train.epochs: saved 2, now 1 (a run's epochs can only grow)" in err
     assert files(copied) == before
     # The same settings (execution and logging ones may differ): nothing to do.
-    status, out, _ = train(capsys, copied, "--steps-per-execution", "2", "--log-every-n-steps", "1")
+    status, out, _ = train(capsys, copied, "--steps-per-execution", "2", "--log-every-n-steps", "1",
+                           quiet=False)
     assert status == 0 and "already finished; not training again" in out
     assert files(copied) == before
 
@@ -356,8 +358,7 @@ def test_temporary_files_of_interrupted_writes_are_removed(unfinished, capsys):
     for path in leftovers:
         path.write_bytes(b"half")
     (unfinished / ".tmp-999999-preset" / "assets").mkdir(parents=True)
-    status, out, err = main(capsys, "train", "mlp_regressor", "--epochs", "2", "--run-dir", unfinished,
-                            *[a for a in TINY if a != "--quiet"])
+    status, out, err = train(capsys, unfinished, quiet=False)
     assert status == 0, err
     for path in [*leftovers, unfinished / ".tmp-999999-preset"]:
         assert not path.exists()
@@ -419,6 +420,7 @@ def test_fatal_error_output_passes_the_stderr_filter(tmp_path):
     assert "Fatal Python error: Segmentation fault" in out.stderr and "__post_init__" in out.stderr
 
 
+@pytest.mark.slow
 def test_second_process_is_refused_and_a_killed_ones_lock_does_not_block(tmp_path, capsys):
     run_dir = tmp_path / "busy"
     argv = ["train", "mlp_regressor", "--epochs", "30", "--run-dir", str(run_dir), "--quiet",
@@ -462,6 +464,7 @@ def _limited(nbytes):
     return limit
 
 
+@pytest.mark.slow
 def test_a_failing_checkpoint_write_keeps_the_last_checkpoint(copied, capsys):
     checkpoints = copied / "checkpoints"
     weights = (checkpoints / "epoch-0002.weights.h5").stat().st_size

@@ -181,8 +181,8 @@ def check_run_dir(run_dir):
             f"Received: run_dir='{run_dir}'.")
     if os.path.isdir(run_dir):
         entries = set(os.listdir(run_dir))
-        if CONFIG not in entries and not all(
-                e in _STARTING or e.startswith(files.TMP_PREFIX) for e in entries):
+        is_run = CONFIG in entries or os.path.exists(os.path.join(run_dir, "checkpoints", "state.json"))
+        if not is_run and not all(e in _STARTING or e.startswith(files.TMP_PREFIX) for e in entries):
             shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
             raise ValueError(
                 f"Invalid value for `--run-dir`: '{run_dir}' is a folder that holds no zoo run "
