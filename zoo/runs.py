@@ -28,6 +28,7 @@ import os
 import platform
 import socket
 import sys
+import time
 
 from zoo import config as config_lib
 from zoo import distribute
@@ -216,6 +217,37 @@ def _lock_owner(path):
         return None, None, None
 
 
+def _refuse(run_dir, path):
+    pid, host, started = _lock_owner(path)
+    who = f"process {pid}" + (f" on {host}" if host else "") if pid else "another process"
+    since = f" (since {started})" if started else ""
+    raise RunLockedError(
+        f"Run directory '{run_dir}' is being trained by {who}{since}. Wait for it to "
+        f"finish{f' or stop it (kill {pid})' if pid else ''}, then rerun to resume; or "
+        "use another --run-dir.")
+
+
+def check_unlocked(run_dir):
+    """Raises `RunLockedError` if a live process holds the lock of `run_dir`.
+
+    A probe that takes and drops the lock at once, so a second process is
+    refused before it starts TensorFlow; `locked` takes it for the run.
+    """
+    import fcntl
+
+    path = os.path.join(run_dir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _refuse(run_dir, path)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def locked(run_dir):
     """Holds `run_dir/.lock` while the block runs; another holder is refused.
@@ -230,19 +262,18 @@ def locked(run_dir):
     import fcntl
 
     path = os.path.join(run_dir, LOCK)
+    tries = 0
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            pid, host, started = _lock_owner(path)
-            who = f"process {pid}" + (f" on {host}" if host else "") if pid else "another process"
-            since = f" (since {started})" if started else ""
-            raise RunLockedError(
-                f"Run directory '{run_dir}' is being trained by {who}{since}. Wait for it to "
-                f"finish{f' or stop it (kill {pid})' if pid else ''}, then rerun to resume; or "
-                "use another --run-dir.") from None
+            tries += 1
+            if tries >= 5:
+                _refuse(run_dir, path)
+            time.sleep(0.05)  # Perhaps only another process' `check_unlocked` probe.
+            continue
         # The file may have been unlinked by its last owner between our
         # open and our lock: then it is not the lock any more; try again.
         try:

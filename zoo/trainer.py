@@ -48,6 +48,7 @@ class _Session:
     overrides: dict = dataclasses.field(default_factory=dict)
     batch_size_given: bool = False
     fitting: bool = False
+    plan: str = "new"
 
 
 def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **options):
@@ -83,6 +84,7 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
     with _dtype_policy(session.train_config.mixed_precision):
         _load_data(session, data, options)
         with _run_dir(session) as plan:
+            session.plan = plan
             if plan == "finished":
                 # Every worker checks, so none of them waits alone for a finished run.
                 session.say(f"Run {session.run_dir} already finished; not training again. "
@@ -138,6 +140,8 @@ def _resolve(name, data, run_dir, verbose, options):
     say = print if (chief and verbose != 0) else (lambda *a, **k: None)
     run_dir = os.fspath(run_dir) if run_dir else runs.default_run_dir(name)
     runs.check_run_dir(run_dir)
+    if chief:
+        runs.check_unlocked(run_dir)  # Refused before TensorFlow starts.
     return _Session(name, entry, model_config, train_config, run_dir, chief, say,
                     overrides=overrides, batch_size_given=given.get("batch_size") is not None)
 
@@ -295,7 +299,10 @@ def _make_callbacks(session, model, user_callbacks):
         else (lambda message: None))
     initial_epoch = checkpoint.restore(model)
     distribute.check_resume_epoch(session.strategy, initial_epoch, session.run_dir)
-    if initial_epoch:
+    if session.plan == "continue":
+        session.say(f"Continuing the finished run {session.run_dir} from epoch {initial_epoch} "
+                    f"(step {checkpoint.state.get('step', 0)}) to epoch {train_config.epochs}.")
+    elif initial_epoch:
         session.say(f"Resuming {session.run_dir} from epoch {initial_epoch} "
                     f"(step {checkpoint.state.get('step', 0)}).")
     guard = NaNGuard()
