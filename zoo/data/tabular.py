@@ -11,7 +11,7 @@ import os
 from zoo import config as config_lib
 
 # Rows needed to split a table into train, validation and test.
-MIN_ROWS = 10
+MIN_ROWS = 20
 # The largest float32: the model trains in float32, where more is `inf`.
 FLOAT32_MAX = 3.4028234663852886e38
 
