@@ -294,7 +294,9 @@ def _make_callbacks(session, model, user_callbacks):
     checkpoint = Checkpoint(
         os.path.join(session.write_dir, "checkpoints"), task_callbacks,
         restore_dir=os.path.join(session.run_dir, "checkpoints"),
-        every_seconds=train_config.checkpoint_every_seconds,
+        # Workers decide alike: reading some variables to save them is a
+        # collective op under multi_worker, so a clock's choice could hang.
+        every_seconds=0 if distribute.cluster_workers() > 1 else train_config.checkpoint_every_seconds,
         warn=(lambda message: print(f"warning: {message}", file=sys.stderr)) if session.chief
         else (lambda message: None))
     initial_epoch = checkpoint.restore(model)
