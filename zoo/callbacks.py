@@ -89,10 +89,16 @@ class Checkpoint(_callback_base()):
 
     def _read_state(self):
         path = os.path.join(self.restore_dir, CHECKPOINT_STATE)
-        return read_json(path, {}, what_to_do=(
+        what_to_do = (
             "It records the epoch, history and callback state of the checkpoint, so the run "
             f"cannot resume. Delete the folder '{self.restore_dir}' to train this run again "
-            "from epoch 0 (same command), or use another --run-dir.")) or {}
+            "from epoch 0 (same command), or use another --run-dir.")
+        state = read_json(path, {}, what_to_do=what_to_do) or {}
+        if state and not (isinstance(state, dict) and isinstance(state.get("epoch"), int)
+                          and isinstance(state.get("weights"), str)):
+            raise CorruptFileError(f"'{path}' is corrupt: it has no epoch and weights file. "
+                                   + what_to_do)
+        return state
 
     def _candidates(self):
         return [self.state] + ([self.state["previous"]] if self.state.get("previous") else [])
