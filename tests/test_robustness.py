@@ -22,7 +22,7 @@ import time
 import pytest
 
 import zoo
-from conftest import ROOT, ZOO, zoo_env
+from conftest import ZOO, zoo_env
 from zoo import cli
 
 # A tiny finished run: 2 epochs, a checkpoint each (--checkpoint-every-seconds 0).

@@ -41,7 +41,7 @@ METRICS = "metrics.json"
 LOCK = ".lock"
 # What a run directory may hold before its config.json exists: a run
 # killed while starting leaves these.
-_STARTING = {LOCK, "logs", "checkpoints"}
+_STARTING = {LOCK, "env.json", "logs", "checkpoints"}
 # Training fields that may change when a run resumes: how it executes
 # (devices, steps per call, XLA), what it logs and how often it checkpoints
 # change neither the model nor what it learns. (A multi-worker resume must
