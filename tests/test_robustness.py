@@ -565,3 +565,32 @@ def test_every_train_flag_with_a_wrong_value_writes_nothing(tmp_path, capsys, na
         assert files(tmp_path) == before, flag
         assert [p for p in os.listdir(tmp_path) if p not in ("a-file", "cache")] == [], flag
         assert time.monotonic() - started < 60, f"{flag} took long: did it train?"
+
+
+HOLD_LOCK = """
+import sys, time
+from zoo import runs
+with runs.locked(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_held_lock_refuses_at_once_and_a_dead_ones_does_not(unfinished, capsys):
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(unfinished)], env=zoo_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        before = files(unfinished)
+        started = time.monotonic()
+        status, _, err = train(capsys, unfinished)
+        assert status == 2 and f"is being trained by process {holder.pid} on " in err, err
+        assert time.monotonic() - started < 10 and files(unfinished) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    # The killed holder's lock file stays, naming a dead process: no lock.
+    assert read(unfinished / ".lock")["pid"] == holder.pid
+    status, _, err = train(capsys, unfinished)
+    assert status == 0, err
+    assert read(unfinished / "metrics.json")["epochs_trained"] == 2 and not (unfinished / ".lock").exists()
