@@ -328,12 +328,13 @@ def test_run_dir_that_is_a_file_or_a_foreign_folder_is_refused(tmp_path, capsys)
 
 # The bullets under the table.
 
-def test_image_data_that_is_a_file_says_so(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["dcgan", "image_classifier"])
+def test_image_data_that_is_a_file_says_so(tmp_path, capsys, name):
     from PIL import Image
 
     (tmp_path / "digits").mkdir()
     Image.new("L", (8, 8)).save(tmp_path / "digits" / "00.png")
-    status, _, err = main(capsys, "train", "dcgan", "--data", tmp_path / "digits" / "00.png",
+    status, _, err = main(capsys, "train", name, "--data", tmp_path / "digits" / "00.png",
                           "--run-dir", tmp_path / "r")
     assert status == 2
     assert err == (f"error: '{tmp_path}/digits/00.png' is a file; an image dataset is a folder of "
