@@ -60,8 +60,8 @@ class Checkpoint(_callback_base()):
     An epoch's end saves a checkpoint when `every_seconds` have passed since
     the last one, and always at the last epoch of `fit` (or the one where
     training stops early): short epochs are not each written, and a rerun
-    after a kill resumes from the last saved epoch, redoing at most
-    `every_seconds` of training.
+    after a kill resumes from the last saved epoch, redoing the epoch that
+    was under way and at most `every_seconds` of finished ones.
 
     A checkpoint is `epoch-NNNN.weights.h5` (and `epoch-NNNN.best-KEY.npz`
     for callbacks that keep best weights), written, synced and checksummed
