@@ -67,6 +67,7 @@ def train_folds(name, *, folds, data=None, run_dir=None, verbose="auto", callbac
             f"{', '.join(supported_models()) or 'none'}. Received: folds={folds}."
         )
     run_dir = os.fspath(run_dir) if run_dir else runs.default_run_dir(name)
+    runs.check_run_dir(run_dir)
     say = print if verbose != 0 else (lambda *a, **k: None)
     saved = read_json(os.path.join(run_dir, runs.CONFIG))
     if saved is not None and "cross_validation" not in saved:
