@@ -138,10 +138,13 @@ def config_mismatch(saved, new):
     return diffs
 
 
-def print_summary(run_dir, metrics):
+def print_summary(run_dir, metrics, tensorboard_flags=""):
+    """Prints the final metrics and the command that opens the run in
+    TensorBoard, with the flags it needs to show every image (`--samples_per_plugin`)."""
     print(f"\nRun finished: {run_dir}")
     width = max(len(k) for k in metrics) if metrics else 0
     for key, value in metrics.items():
         print(f"  {key:<{width}}  {value:.6g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}")
+    flags = f" {tensorboard_flags}" if tensorboard_flags else ""
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}{flags}")
     sys.stdout.flush()
