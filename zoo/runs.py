@@ -4,8 +4,8 @@ A run directory holds:
 
 - `config.json`: the resolved model and training config;
 - `env.json`: package versions, devices, strategy and replica count;
-- `logs/`: TensorBoard events (`train/`, `validation/`, and the final
-  metrics and hparams at the top);
+- `logs/`: TensorBoard events (`train/`, `validation/`, and the images,
+  text, HParams session and final metrics at the top; `zoo.tensorboard`);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
 - `history.json`, `model.keras` and `metrics.json`, written last: a run
   with `metrics.json` is finished.

@@ -156,8 +156,10 @@ class TensorBoardLogger(_callback_base()):
                 tf.profiler.experimental.start(os.path.join(self.logdir, "train"))
                 self._profiling = True
         if self._profiling:
+            # The global step about to run (1-based), or with several steps
+            # per call the number of the execution.
             self._trace = tf.profiler.experimental.Trace(
-                "train", step_num=done // self.train_config.steps_per_execution, _r=1)
+                "train", step_num=done // self.train_config.steps_per_execution + 1, _r=1)
             self._trace.__enter__()
 
     def _end_trace(self):
@@ -227,8 +229,9 @@ class TensorBoardLogger(_callback_base()):
 def hparams_of(config_json):
     """The HParams of a run: its model, data and every config field.
 
-    Numbers and booleans stay as they are; lists, dicts and None become
-    their JSON text, which TensorBoard shows as a string column.
+    Numbers, booleans and strings stay as they are; lists, dicts and None
+    become their JSON text with single quotes (TensorBoard shows a double
+    quote inside a string column as `\\"`), a string column.
     """
     import json
 
@@ -236,7 +239,7 @@ def hparams_of(config_json):
     for section in ("model", "train"):
         for key, value in config_json[section].items():
             if isinstance(value, (list, tuple, dict)) or value is None:
-                value = json.dumps(value)
+                value = json.dumps(value).replace('"', "'")
             hparams[f"{section}.{key}"] = value
     return hparams
 
@@ -354,7 +357,8 @@ def merge_events(logdir, epoch, step):
     runs that trained before, maybe killed mid-epoch) are read in the order
     they were written and merged into one file that keeps a point only if
     its step is at most the checkpoint's (`epoch` for epoch tags, `step`
-    for `batch_*` tags) and later than the last kept point of its tag. The
+    for `batch_*` tags); a step that goes back replaces the points of its
+    tag from that step on (the later write wins, once). The
     HParams session, evaluation and summary are dropped: the end of the run
     writes them again. The merged file is named with a time before now, so
     it sorts before any file this process creates, and it replaces the old
@@ -381,47 +385,56 @@ def merge_events(logdir, epoch, step):
 
 def _merge_directory(directory, paths, epoch, step):
     import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
     files = []
     for path in paths:
         events = _read_events(path)
-        # The first event of a file is its version record, stamped when the
-        # writer opened it: the order the files were written in.
-        files.append((events[0].wall_time if events else 0.0, path, events))
+        # The order the files were written in: the time of their first point
+        # (microseconds; the version record at the top has whole seconds).
+        times = [e.wall_time for e in events if e.HasField("summary")] or [
+            e.wall_time for e in events] or [0.0]
+        files.append((times[0], path, events))
     files.sort(key=lambda f: (f[0], f[1]))
     # A lone file that sorts before any file this process opens, with
     # nothing to drop, stays as it is.
-    merged, last, changed = [], {}, len(files) > 1 or _stamp(files[0][1]) >= int(time.time())
+    changed = len(files) > 1 or _stamp(files[0][1]) >= int(time.time())
+    version, series, order = None, {}, 0
     for _, _, events in files:
         for event in events:
             if not event.HasField("summary"):
-                if event.HasField("file_version") and merged:
-                    continue  # One version record, at the top.
-                merged.append(event)
+                version = version or event
                 continue
-            kept = [v for v in event.summary.value if _keep(v, event.step, epoch, step, last)]
-            if len(kept) != len(event.summary.value):
-                changed = True
-            for value in kept:
-                last[value.tag] = event.step
-            if kept:
-                del event.summary.value[:]
-                event.summary.value.extend(kept)
-                merged.append(event)
+            for value in event.summary.value:
+                if not _keep(value, event.step, epoch, step):
+                    changed = True
+                    continue
+                kept = series.setdefault(value.tag, [])
+                # A step that goes back replaces the points from that step
+                # on, as TensorBoard would if it read the files in order.
+                while kept and kept[-1][0] >= event.step:
+                    kept.pop()
+                    changed = True
+                single = event_pb2.Event(wall_time=event.wall_time, step=event.step)
+                single.summary.value.append(value)
+                kept.append((event.step, order, single))
+                order += 1
     if not changed:
         return
-    if not any(e.HasField("summary") for e in merged):
-        for _, path, _ in files:
-            os.remove(path)
-        return
-    first = min(f[0] for f in files if f[0]) if any(f[0] for f in files) else time.time()
-    stamp = int(min(first, time.time() - 1))
-    target = os.path.join(directory, f"{EVENTS}{stamp:010d}.{socket.gethostname()}.merged.v2")
-    tmp = os.path.join(directory, f"{_MERGE_TMP}{os.getpid()}")
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for event in merged:
-            writer.write(event.SerializeToString())
-    os.replace(tmp, target)
+    merged = sorted((p for kept in series.values() for p in kept), key=lambda p: p[1])
+    if merged:
+        first = min(f[0] for f in files if f[0]) if any(f[0] for f in files) else time.time()
+        stamp = int(min(first, time.time() - 1))
+        target = os.path.join(directory, f"{EVENTS}{stamp:010d}.{socket.gethostname()}.merged.v2")
+        tmp = os.path.join(directory, f"{_MERGE_TMP}{os.getpid()}")
+        with tf.io.TFRecordWriter(tmp) as writer:
+            if version is not None:
+                writer.write(version.SerializeToString())
+            for _, _, event in merged:
+                writer.write(event.SerializeToString())
+        os.replace(tmp, target)
+    else:
+        target = None
     for _, path, _ in files:
         if path != target:
             os.remove(path)
@@ -435,9 +448,9 @@ def _stamp(path):
         return math.inf
 
 
-def _keep(value, event_step, epoch, step, last):
+def _keep(value, event_step, epoch, step):
+    """Whether a point survives a resume from `epoch`, global step `step`."""
     plugin = value.metadata.plugin_data.plugin_name
     if plugin == "hparams" or value.tag == SUMMARY_TAG or value.tag.startswith(EVALUATION_PREFIX):
         return False
-    limit = step if value.tag.startswith(STEP_TAG_PREFIX) else epoch
-    return event_step <= limit and event_step > last.get(value.tag, -math.inf)
+    return event_step <= (step if value.tag.startswith(STEP_TAG_PREFIX) else epoch)

@@ -2,8 +2,8 @@
 
 import contextlib
 import dataclasses
+import html
 import os
-import re
 
 from zoo.data import text as text_data
 from zoo.files import atomic_path
@@ -249,10 +249,11 @@ def samples_markdown(prompts, outputs):
     """The samples as Markdown that TensorBoard's Text tab shows as written.
 
     TensorBoard renders a text summary as Markdown, which would eat the
-    model's `*`, `_`, `#` and indentation. Each sample (its prompt, then
-    the continuation, as `generate_text` returns it) goes in a fenced code
-    block, which Markdown keeps verbatim, whitespace and all; the fence is
-    longer than any run of backticks in the sample.
+    model's `*`, `_`, `#`, line breaks and indentation, and a fenced code
+    block would still turn tabs into spaces. Each sample (its prompt, then
+    the continuation, as `generate_text` returns it) goes in a raw `<pre>`
+    block instead, HTML-escaped, with tabs as `&#9;`: Markdown passes it
+    through and the browser shows every character as the model wrote it.
 
     Args:
         prompts: list of str. The prompts.
@@ -260,9 +261,8 @@ def samples_markdown(prompts, outputs):
     """
     blocks = []
     for i, (prompt, output) in enumerate(zip(prompts, outputs), 1):
-        runs = [len(r) for r in re.findall(r"`+", output)]
-        fence = "`" * max(3, max(runs, default=0) + 1)
         where = (f"the prompt is its first {len(prompt)} characters" if prompt
                  else "from an empty prompt")
-        blocks.append(f"**Sample {i}** (greedy; {where}):\n\n{fence}\n{output}\n{fence}")
+        text = html.escape(output, quote=False).replace("\t", "&#9;")
+        blocks.append(f"**Sample {i}** (greedy; {where}):\n\n<pre>{text}</pre>")
     return "\n\n".join(blocks)
