@@ -142,6 +142,7 @@ def train_runs(logdir, epochs):
     small = {
         "mlp_regressor": dict(data_options={"num_train": 2000}, batch_size=64),
         "dcgan": dict(batch_size=64),
+        "image_classifier": dict(batch_size=64),
         "gpt2_textgen": dict(data=text, batch_size=16, num_layers=2, hidden_dim=64, intermediate_dim=128,
                              num_heads=2, sequence_length=64, max_sequence_length=128),
     }

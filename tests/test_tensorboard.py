@@ -32,10 +32,11 @@ SMALL = {
     "mlp_regressor": dict(data_options={"num_train": 256}, batch_size=32, hidden_units=(8, 4)),
     "dcgan": dict(batch_size=128),
     "gpt2_textgen": dict(batch_size=8, jit_compile=False),
+    "image_classifier": dict(batch_size=128),
 }
 # The config field of each model that no other model has: its own column.
 OWN_HPARAM = {"mlp_regressor": "model.hidden_units", "dcgan": "model.latent_dim",
-              "gpt2_textgen": "model.num_layers"}
+              "gpt2_textgen": "model.num_layers", "image_classifier": "model.stage_widths"}
 TRICKY = ("def f(x):\n    return x * 2  # **not bold**, __not__ _italic_\n\n"
           "    indented <b>not html</b> & ``` a fence ```\n# not a heading\ttab")
 
@@ -168,7 +169,7 @@ def logdir(tmp_path_factory):
             kwargs = dict(SMALL.get(name) or zoo.registry.get_entry(name).tiny)
             if name == "gpt2_textgen":
                 kwargs = dict(kwargs, data=str(text), **{k: v for k, v in zoo.registry.get_entry(name).tiny.items()})
-            if name == "dcgan":
+            if name in ("dcgan", "image_classifier"):
                 kwargs.update(zoo.registry.get_entry(name).tiny)
             epochs = 2 if name == "mlp_regressor" else 1
             runs[name] = zoo.train(name, epochs=epochs, run_dir=root / "runs" / name, verbose=0, **kwargs)
@@ -359,6 +360,26 @@ def test_kill_9_then_resume_reads_whole_in_tensorboard(tmp_path):
     assert len(history["loss"]) == 30
 
 
+@pytest.mark.slow
+def test_multi_worker_run_reads_whole_in_tensorboard(tmp_path):
+    """Two workers of one cluster (`zoo launch`), fast epochs: the chief's
+    events, and only the chief's, come back whole and in order."""
+    run_dir = tmp_path / "runs" / "mw"
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    out = subprocess.run(
+        [*ZOO, "launch", "--workers", "2", "--", *ZOO, "train", "mlp_regressor", "--epochs", "12",
+         "--run-dir", str(run_dir), "--quiet", "--data-option", "num_train=64", "--batch-size", "32",
+         "--log-every-n-steps", "1", "--set", "hidden_units=[4]"],
+        env=zoo_env(TMPDIR=worker_tmp), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert not list(worker_tmp.iterdir())  # The other worker wrote no events of its own.
+    with tensorboard(tmp_path / "runs", ["mw/logs/train", "mw/logs/validation"]) as client:
+        assert client.scalar_steps("mw/logs/train", "epoch_loss") == list(range(1, 13))
+        assert client.scalar_steps("mw/logs/validation", "epoch_loss") == list(range(1, 13))
+        assert client.scalar_steps("mw/logs/train", "batch_loss") == list(range(1, 25))
+
+
 def test_throughput_and_progress_count_the_steps_that_ran(tmp_path, capsys):
     """22 steps an epoch at 8 steps per execution: Keras reports end step
     23 for the last execution; the progress bar and examples/s use 22."""
@@ -367,10 +388,20 @@ def test_throughput_and_progress_count_the_steps_that_ran(tmp_path, capsys):
     from zoo import tensorboard as tb_lib
 
     run = zoo.train("mlp_regressor", epochs=1, run_dir=tmp_path / "r", batch_size=32,
-                    data_options={"num_train": 22 * 32 + 5}, hidden_units=(4,), verbose=1)
+                    data_options={"num_train": 880}, hidden_units=(4,), verbose=1)
     out = capsys.readouterr().out
-    assert run.config["train"]["steps_per_execution"] == 8
-    assert "22/22" in out and "24/22" not in out
+    steps = run.config["data"]["num_train"] // 32
+    assert run.config["train"]["steps_per_execution"] == 8 and steps % 8, steps
+    shown = [int(a) for a, b in re.findall(r"(\d+)/(\d+)\b", out) if int(b) == steps]
+    assert shown and max(shown) == steps, shown
+    # The last execution of a 22-step epoch: Keras passes end step 23.
+    import keras
+
+    for progbar, expected in ((keras.callbacks.ProgbarLogger(), "24/22"), (tb_lib.StepProgbar(), "22/22")):
+        progbar.set_params({"verbose": 1, "epochs": 1, "steps": 22})
+        progbar.on_epoch_begin(0)
+        progbar.on_train_batch_end(23, {"loss": 1.0})
+        assert expected in capsys.readouterr().out
     assert tb_lib.real_steps(23, {"steps": 22}) == 22 and tb_lib.real_steps(7, {"steps": 22}) == 8
 
     # The logger's count, with the clock stubbed: 22 steps of 32 in 2 s.

@@ -75,7 +75,8 @@ class StepProgbar(_progbar_base()):
     """
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(real_steps(batch, self.params) - 1, logs)
+        # ProgbarLogger keeps the epoch's steps in `target`, not `params`.
+        super().on_train_batch_end(real_steps(batch, {"steps": self.target}) - 1, logs)
 
 
 class TensorBoardLogger(_callback_base()):

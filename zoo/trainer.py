@@ -256,9 +256,12 @@ def _make_callbacks(session, model, user_callbacks):
         resume_epoch=initial_epoch, resume_step=checkpoint.state.get("step", 0),
         enabled=session.chief,
     )
+    import keras
+
     # Keras uses a ProgbarLogger among the callbacks instead of its own.
-    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks,
-                               StepProgbar()]
+    progbar = [] if any(isinstance(cb, keras.callbacks.ProgbarLogger) for cb in user_callbacks) else [
+        StepProgbar()]
+    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks, *progbar]
 
 
 def _fit(session, model, checkpoint, guard, fit_callbacks, verbose):
