@@ -54,6 +54,65 @@ return out.join(' ');
 _CHART_CANVASES = "return Array.from(document.querySelectorAll('scalar-card line-chart canvas'));"
 
 
+# Types into the first input whose placeholder starts with arguments[0],
+# shadow roots included (Angular and Polymer dashboards alike).
+_TYPE_FILTER = """
+const [prefix, text] = arguments;
+const find = (root) => {
+  // A native input, or a Polymer paper-input, whose value is bound.
+  for (const el of root.querySelectorAll('*')) {
+    const hint = String(el.placeholder || el.label || el.getAttribute('placeholder') || '');
+    if (hint.startsWith(prefix) && 'value' in el) return el;
+  }
+  for (const el of root.querySelectorAll('*')) {
+    if (el.shadowRoot) { const found = find(el.shadowRoot); if (found) return found; }
+  }
+  return null;
+};
+const input = find(document);
+if (!input) return false;
+input.focus();
+input.value = text;
+input.dispatchEvent(new Event('input', {bubbles: true, composed: true}));
+input.dispatchEvent(new Event('change', {bubbles: true, composed: true}));
+input.blur();  // Closes the tag autocompletion over the charts.
+return true;
+"""
+
+
+# Ticks the HParams sidebar's checkboxes (columns) of class arguments[0]
+# whose label matches arguments[1], and unticks the others.
+_SHOW_COLUMNS = """
+const [kind, pattern] = arguments;
+const keep = new RegExp(pattern);
+let changed = 0;
+const walk = (root) => {
+  for (const el of root.querySelectorAll('.' + kind)) {
+    const label = el.textContent.trim();
+    if (keep.test(label) !== Boolean(el.checked)) { el.click(); changed++; }
+  }
+  for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot);
+};
+walk(document);
+return changed;
+"""
+
+
+def show_columns(driver, hparams, metrics):
+    """Keeps only the HParams table columns whose names match the regexes."""
+    driver.execute_script(_SHOW_COLUMNS, "hparam-checkbox", hparams)
+    driver.execute_script(_SHOW_COLUMNS, "metric-checkbox", metrics)
+
+
+def type_filter(driver, placeholder, text, timeout=30):
+    """Types `text` into the filter box whose placeholder starts with `placeholder`."""
+    deadline = time.monotonic() + timeout
+    while not driver.execute_script(_TYPE_FILTER, placeholder, text):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no '{placeholder}' box at {driver.current_url}")
+        time.sleep(0.5)
+
+
 def start_browser(width=1400, height=1000):
     """Headless Chromium under Selenium, with a fresh profile and no network
     beyond the pages it is sent to."""
@@ -95,7 +154,8 @@ def charts_drawn(driver, limit=12):
         if not canvas.is_displayed() or canvas.size["width"] < 10:
             continue
         image = Image.open(io.BytesIO(canvas.screenshot_as_png)).convert("HSV")
-        coloured = sum(1 for _, saturation, value in image.getdata() if saturation > 80 and value > 60)
+        pixels = getattr(image, "get_flattened_data", image.getdata)()  # Pillow 12 renamed it.
+        coloured = sum(1 for _, saturation, value in pixels if saturation > 80 and value > 60)
         drawn += coloured > 30
     return drawn
 
@@ -181,7 +241,7 @@ def serve(logdir, *flags):
 
 
 def shoot(driver, base, out_dir, models):
-    """The five screenshots; returns their paths."""
+    """The screenshots of docs/tensorboard.md; returns their paths."""
     paths = []
 
     def save(name):
@@ -195,21 +255,49 @@ def shoot(driver, base, out_dir, models):
 
     open_tab("timeseries")
     wait_for_text(driver, ["epoch_loss"])
+    for button in driver.find_elements("css selector", "button[aria-label='Close side pane']"):
+        if button.is_displayed():
+            button.click()
+    type_filter(driver, "Filter tags", "epoch_loss|epoch_accuracy|fid$")
+    driver.find_element("css selector", "body").send_keys("\ue00c")  # Escape: no autocompletion.
+    time.sleep(2)
     wait_for_charts(driver, 2)
     save("time_series")
+
     open_tab("images")
     wait_for_text(driver, ["samples"])
-    time.sleep(2)
+    time.sleep(3)
     save("images")
+
     open_tab("text")
-    wait_for_text(driver, ["samples/greedy", "Sample 1", "run_summary"])
+    wait_for_text(driver, ["samples/greedy", "run_summary"])
+    type_filter(driver, "Filter tags", "samples")
+    wait_for_text(driver, ["Sample 1"])
+    time.sleep(2)
     save("text")
+    type_filter(driver, "Filter tags", "run_summary")
+    time.sleep(2)
+    save("summary")
+
+    driver.set_window_size(2200, 1000)  # Room for the metric columns.
     open_tab("hparams")
     wait_for_text(driver, models + ["evaluation/"])
-    time.sleep(1)
+    show_columns(driver, r"^(model|data|model\.(hidden_units|latent_dim|num_layers|stage_widths)|train\.epochs)$",
+                 r"^(validation\.epoch_loss|evaluation/(test_mse|test_r2|fid|fid_progress|val_perplexity|"
+                 r"bits_per_byte_vs_xz|test_accuracy))$")
+    time.sleep(3)
     save("hparams")
+    driver.set_window_size(1400, 1000)
+
     open_tab("profile")
-    wait_for_text(driver, ["Step-time Graph"], timeout=120)
+    deadline = time.monotonic() + 300
+    while True:
+        text = page_text(driver)
+        if "Step-time Graph" in text and "Loading" not in text:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Profile tab never showed its overview: {text[:1500]!r}")
+        time.sleep(1)
     time.sleep(3)
     save("profile")
     return paths
