@@ -104,6 +104,7 @@ def logger_epoch(size="full", only=None):
     return {
         "what": "TensorBoardLogger hooks of one epoch (no training): before = new writers each "
                 "epoch (up to f9e4461), after = writers kept open for the fit",
+        "unit": "ms of logger hooks per epoch",
         "config": cfg,
         "contenders": {name: {"epoch_ms": round(epoch_ms[name], 3), "event_files": files[name]}
                        for name in classes},
