@@ -176,6 +176,11 @@ def logdir(tmp_path_factory):
         runs["mlp_regressor_wide"] = zoo.train(
             "mlp_regressor", epochs=2, run_dir=root / "runs" / "mlp_regressor_wide", verbose=0,
             **{**SMALL["mlp_regressor"], "hidden_units": (16,)})
+        # A finished run, then given more epochs: it continues.
+        zoo.train("mlp_regressor", epochs=2, run_dir=root / "runs" / "continued", verbose=0,
+                  **SMALL["mlp_regressor"])
+        runs["continued"] = zoo.train("mlp_regressor", epochs=3, run_dir=root / "runs" / "continued",
+                                      verbose=0, **SMALL["mlp_regressor"])
         runs["fast"] = zoo.train(
             "mlp_regressor", epochs=30, run_dir=root / "runs" / "fast", verbose=0,
             data_options={"num_train": 64}, batch_size=32, hidden_units=(4,), log_every_n_steps=1)
@@ -289,6 +294,18 @@ def test_final_metrics_are_one_summary_not_one_point_charts(server, logdir):
     for key, value in run.metrics.items():
         shown = f"{value:.6g}" if isinstance(value, float) else str(value)
         assert f"<td>{key}</td>\n<td>{shown}</td>" in page, key
+
+
+def test_a_continued_run_has_one_session_summary_and_history(server, logdir):
+    """A finished run given more epochs: its HParams row, evaluation and
+    summary are the new ones, once, and its epochs run on without a gap."""
+    _, runs = logdir
+    run = runs["continued"]
+    assert server.scalar_steps("continued/logs/train", "epoch_loss") == [1, 2, 3]
+    points = server.get("/data/plugin/scalars/scalars", run="continued/logs", tag="evaluation/test_mse")
+    assert [(p[1], p[2]) for p in points] == [(3, pytest.approx(run.metrics["test_mse"], rel=1e-6))]
+    summaries = server.get("/data/plugin/text/text", run="continued/logs", tag="run_summary")
+    assert len(summaries) == 1 and "3 epochs" in summaries[0]["text"]
 
 
 def _code_blocks(page):
