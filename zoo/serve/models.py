@@ -1,11 +1,9 @@
-"""What `zoo serve` does with each model: checks, batched calls, answers.
+"""What `zoo serve` does with each model, and which run is which model.
 
-A `Servable` wraps one finished run. `check_run` reads its `config.json`
-without TensorFlow, so a wrong directory fails before the server starts;
-`load` opens the model once (`zoo.load_run(dir).model`); `request(verb,
-body)` checks a request body and returns a `Call`: the batching key, the
-items the batcher gathers across requests, and how to turn the items'
-results into the JSON answer. `run_batch` is the one model call per batch.
+`check_run` reads a run's `config.json` without TensorFlow, so a wrong
+directory fails before the server starts; `servables` names and checks the
+runs of one `zoo serve` and picks each one's adapter (`zoo.serve.servable`
+has their base):
 
 - `mlp_regressor` (`predict`): raw feature rows, by position or by column
   name (the run's `config.json` records `data.features` and
@@ -18,119 +16,19 @@ results into the JSON answer. `run_batch` is the one model call per batch.
 """
 
 import base64
-import dataclasses
 import io
 import os
 import re
-import secrets
-import typing
 
 from zoo import config as config_lib
 from zoo import registry
 from zoo.files import read_json
+from zoo.serve import textgen
 from zoo.serve import validation as v
+from zoo.serve.servable import Call, Servable, png_base64, seed_field, tensor_info
 from zoo.serve.validation import RequestError
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-SEED_MAX = 2**31 - 1
-
-
-@dataclasses.dataclass
-class Call:
-    """A checked request: what the batcher runs and how to answer.
-
-    Attributes:
-        key: hashable. Items batch together only with equal keys.
-        items: list. The request's items, one model row each.
-        finish: callable. `finish(results) -> dict`, the JSON answer.
-        stream: bool. Whether the client asked for Server-Sent Events.
-    """
-
-    key: typing.Any
-    items: list
-    finish: typing.Callable
-    stream: bool = False
-
-
-class Servable:
-    """One served run. Subclasses set `verbs` and implement the hooks.
-
-    Attributes:
-        name: str. The name in `/v1/models/NAME`.
-        run_dir: str. The run directory.
-        config: dict. The run's `config.json`.
-        limits: `zoo.serve.validation.Limits`.
-    """
-
-    verbs = ()
-
-    def __init__(self, name, run_dir, config, limits):
-        self.name = name
-        self.run_dir = run_dir
-        self.config = config
-        self.limits = limits
-        self.model_name = config["model_name"]
-
-    def load(self):
-        """Opens the model; runs once, on a loading thread."""
-        import zoo
-
-        self.model = zoo.load_run(self.run_dir).model
-
-    def warm_up(self):
-        """Runs one small batch so the first request does not trace."""
-
-    def request(self, verb, body):
-        """Checks `body` for `verb`; returns a `Call` or raises `RequestError`."""
-        raise NotImplementedError
-
-    def run_batch(self, key, items, sinks):
-        """One model call for a batch of items; one result per item."""
-        raise NotImplementedError
-
-    def signature(self):
-        """`(inputs, outputs)` of the metadata, TF Serving's tensor info."""
-        return {}, {}
-
-    def describe(self):
-        """What `/v1/models/NAME/metadata` says beside the signature."""
-        return {}
-
-    def metadata(self):
-        inputs, outputs = self.signature()
-        return {
-            "model_spec": {"name": self.name, "signature_name": "", "version": "1"},
-            "metadata": {"signature_def": {"signature_def": {"serving_default": {
-                "inputs": inputs, "outputs": outputs,
-                "method_name": "tensorflow/serving/predict",
-            }}}},
-            "zoo": {"model": self.model_name, "run": os.path.abspath(self.run_dir), "verbs": list(self.verbs),
-                    "limits": self.limits.describe(), **self.describe()},
-        }
-
-
-def tensor_info(name, dtype, *dims):
-    return {"dtype": dtype, "tensor_shape": {"dim": [{"size": str(d)} for d in dims]}, "name": name}
-
-
-def seed_field(body):
-    """The request's `seed`, or a fresh one (returned, so the answer can be
-    reproduced)."""
-    if body.get("seed") is None:
-        return secrets.randbelow(SEED_MAX)
-    return v.integer(body["seed"], "seed", 0, SEED_MAX)
-
-
-def png_base64(image):
-    """A uint8 `(h, w, c)` array as base64 PNG text."""
-    import numpy as np
-    from PIL import Image
-
-    image = np.asarray(image)
-    mode = "L" if image.shape[-1] == 1 else "RGB"
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0] if mode == "L" else image, mode).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class TableRegressor(Servable):
@@ -378,17 +276,11 @@ class ImageGenerator(Servable):
         return list((np.clip(images, -1.0, 1.0) + 1.0) / 2.0)
 
 
-def _text_generator():
-    from zoo.serve import textgen
-
-    return textgen.TextGenerator
-
-
 SERVABLES = {
-    "mlp_regressor": lambda: TableRegressor,
-    "image_classifier": lambda: ImageClassifier,
-    "dcgan": lambda: ImageGenerator,
-    "gpt2_textgen": _text_generator,
+    "mlp_regressor": TableRegressor,
+    "image_classifier": ImageClassifier,
+    "dcgan": ImageGenerator,
+    "gpt2_textgen": textgen.TextGenerator,
 }
 
 
@@ -455,5 +347,5 @@ def servables(run_dirs, names, limits):
             raise ValueError(f"Two runs would be served as '{name}' ('{seen[name]}' and '{run_dir}'). "
                              "Give each its own --name.")
         seen[name] = run_dir
-        out.append(SERVABLES[config["model_name"]]()(name, run_dir, config, limits))
+        out.append(SERVABLES[config["model_name"]](name, run_dir, config, limits))
     return out

@@ -77,6 +77,14 @@ def is_loopback(host):
         return False
 
 
+def host_warning(host, key):
+    """The warning for listening beyond this machine without a key, or None."""
+    if is_loopback(host) or key is not None:
+        return None
+    return (f"serving on {host} without an API key: anyone who can reach this port can use the models. "
+            "Set ZOO_API_KEY or --api-key-file.")
+
+
 def serve(args):
     """Runs `zoo serve` for parsed flags; returns the exit status."""
     try:
@@ -87,14 +95,12 @@ def serve(args):
                          "pip install -e \".[serve]\"") from None
     from zoo.serve import app as app_lib
 
-    if not 0 <= args.port <= 65535:
-        raise ValueError(f"Invalid value for `--port`: must be in [0, 65535]. Received: {args.port}.")
     limits = Limits(**{field: getattr(args, field) for field in LIMIT_FLAGS})
     servables = models_lib.servables(args.runs, args.name, limits)
     key = read_api_key(args.api_key_file)
-    if not is_loopback(args.host) and key is None:
-        print(f"warning: serving on {args.host} without an API key: anyone who can reach this port can use "
-              "the models. Set ZOO_API_KEY or --api-key-file.", file=sys.stderr)
+    warning = host_warning(args.host, key)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     models = app_lib.Models(servables, limits)
     app = app_lib.create_app(models, api_key=key)
@@ -113,6 +119,8 @@ def bind(host, port):
     connections queue) before uvicorn starts; port 0 picks a free one."""
     import socket
 
+    if not 0 <= port <= 65535:
+        raise ValueError(f"Invalid value for `--port`: must be in [0, 65535]. Received: {port}.")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -14,8 +14,9 @@ serving:
   run the model on it with zoo's per-layer KV cache,
   `gpt2_textgen.decoding`), so each step's tokens can be streamed as they
   are decoded. The step is compiled once per *bucket*: the batch padded to
-  a power of two (at most `--max-batch-size`) and the cache length to a
-  power of two of at least 16 (at most the model's
+  a power of four (1, 4, 16, ..., at most `--max-batch-size`: padding rows
+  cost little next to a step's fixed cost on a CPU, and each bucket is one
+  more XLA compilation) and the cache length to a power of two of at least 16 (at most the model's
   `max_sequence_length`); `traces` counts the compilations. The prompt pass
   before the loop runs over the shortest prompt, as keras-hub's does.
 
@@ -31,7 +32,7 @@ import dataclasses
 import os
 
 from zoo.serve import validation as v
-from zoo.serve.models import Call, Servable, seed_field
+from zoo.serve.servable import Call, Servable, seed_field
 from zoo.serve.validation import RequestError
 
 SAMPLERS = ("greedy", "top_k", "top_p", "beam")
@@ -63,11 +64,11 @@ class Prompt:
     seed: int
 
 
-def bucket(n, low=1, high=None):
-    """The smallest power of two >= n (and >= low), capped at `high`."""
+def bucket(n, low=1, high=None, base=2):
+    """The smallest power of `base` >= n (and >= low), capped at `high`."""
     size = max(1, low)
     while size < n:
-        size *= 2
+        size *= base
     return min(size, high) if high else size
 
 
@@ -271,7 +272,7 @@ class TextGenerator(Servable):
     def _sample(self, length, prompts, sinks):
         import numpy as np
 
-        rows = bucket(len(prompts), 1, max(self.limits.max_batch_size, len(prompts)))
+        rows = bucket(len(prompts), 1, max(self.limits.max_batch_size, len(prompts)), base=4)
         pad = Prompt("", [], 2, 0, 1.0, 1, 1.0, 0)
         batch = list(prompts) + [pad] * (rows - len(prompts))
         prefill, step = self._functions(rows, length)

@@ -106,6 +106,8 @@ def _kind(value):
         return "null"
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"nan": "NaN"}.get(str(value), "Infinity" if value > 0 else "-Infinity")
     if isinstance(value, (int, float)):
         return f"{value!r} (a number)"
     if isinstance(value, str):
