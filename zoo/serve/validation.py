@@ -76,9 +76,11 @@ def parse_body(raw, limits):
         raise RequestError(400, "The request body is empty; expected a JSON object such as "
                                 '{"instances": [...]}.')
     try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise RequestError(400, "Malformed JSON: the body is not UTF-8 text.") from None
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as e:
+        raise RequestError(400, f"Malformed JSON: the body is not UTF-8 text (byte {e.start}).") from None
+    try:
+        body = json.loads(text)
     except json.JSONDecodeError as e:
         raise RequestError(400, f"Malformed JSON: {e.msg} at line {e.lineno} column {e.colno}.") from None
     if not isinstance(body, dict):
