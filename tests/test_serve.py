@@ -2,8 +2,8 @@
 
 Tiny runs of every model are trained once for the module; three servers
 start together in subprocesses (`zoo serve ... --port 0`): one with every
-run and no key, one with `--api-key-file`, one with `ZOO_API_KEY` for the
-SIGTERM test. Answers are checked against the same models loaded in this
+run and no key, and one with `--api-key-file` that the SIGTERM test stops
+last. Answers are checked against the same models loaded in this
 process (`zoo.load_run`), so a batched answer must equal the model's own.
 """
 
@@ -30,6 +30,7 @@ from conftest import ROOT, ZOO, zoo_env
 
 GPT2 = dict(vocabulary_size=300, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
             max_sequence_length=32, sequence_length=16)
+pytestmark = pytest.mark.slow  # Servers in subprocesses; the batcher and key checks are quick.
 KEY = "test-key-5f1c"
 MAX_BATCH = 8
 
@@ -145,8 +146,8 @@ def servers(runs, tmp_path_factory):
     started = {
         "open": Server(args + ["--max-batch-size", MAX_BATCH, "--batch-timeout-ms", 20, "--max-body-bytes",
                                65536, "--max-instances", 64, "--max-images", 64], tmp),
-        "keyed": Server([runs["mlp"].dir, "--name", "mlp", "--api-key-file", key_file], tmp),
-        "env": Server([runs["gpt"].dir, "--name", "gpt", "--max-batch-size", 4], tmp, ZOO_API_KEY=KEY),
+        "keyed": Server([runs["mlp"].dir, runs["gpt"].dir, "--name", "mlp", "--name", "gpt", "--api-key-file",
+                         key_file, "--max-batch-size", 4], tmp),
     }
     try:
         yield {name: server.wait_ready() for name, server in started.items()}
@@ -331,6 +332,7 @@ def test_concurrent_predicts_are_batched_answered_in_order_and_isolated(server, 
             return i, post(url, {"instances": [ROW[:3]]})
         return i, post(url, {"instances": requests[i]})
 
+    expected = np.split(_expected(mlp, np.concatenate(requests)), np.cumsum([len(r) for r in requests])[:-1])
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         answers = dict(pool.map(send, range(len(requests))))
     for i, response in answers.items():
@@ -340,7 +342,7 @@ def test_concurrent_predicts_are_batched_answered_in_order_and_isolated(server, 
             assert response.status_code == 400 and "Invalid shape" in response.json()["error"]
         else:
             assert response.status_code == 200, response.text
-            np.testing.assert_allclose(response.json()["predictions"], _expected(mlp, requests[i]), rtol=1e-5)
+            np.testing.assert_allclose(response.json()["predictions"], expected[i], rtol=1e-5)
     after = httpx.get(server + "/v1/models/mlp/metadata").json()["zoo"]["batching"]
     calls, handled = after["batches"] - before["batches"], after["requests"] - before["requests"]
     assert handled == 96 - 6  # The 6 malformed ones never reached the model.
@@ -542,10 +544,25 @@ def test_key_is_compared_in_constant_time(monkeypatch):
     assert seen == [(b"Bearer s3cret", b"Bearer s3cret"), (b"Bearer s3cre", b"Bearer s3cret"), (b"", b"Bearer s3cret")]
 
 
+def test_key_from_the_environment(monkeypatch, tmp_path):
+    from zoo.serve import server
+
+    monkeypatch.setenv("ZOO_API_KEY", " k3y\n")
+    assert server.read_api_key(None) == "k3y"
+    (tmp_path / "key").write_text("from-file\n")
+    assert server.read_api_key(str(tmp_path / "key")) == "from-file"  # The file wins.
+    monkeypatch.delenv("ZOO_API_KEY")
+    assert server.read_api_key(None) is None
+    assert server.host_warning("127.0.0.1", None) is None and server.host_warning("::1", None) is None
+    assert server.host_warning("localhost", None) is None and server.host_warning("0.0.0.0", "k") is None
+    assert "without an API key" in server.host_warning("0.0.0.0", None)
+    assert "without an API key" in server.host_warning("::", None)
+
+
 def test_sigterm_finishes_the_stream_in_flight(servers):
-    """With `ZOO_API_KEY`: SIGTERM mid-stream stops new connections, the
-    stream runs to its end, and the server exits 0."""
-    server = servers["env"]
+    """SIGTERM mid-stream stops new connections, the stream runs to its
+    end, and the server exits 0."""
+    server = servers["keyed"]
     url = server.url + "/v1/models/gpt:generate"
     assert post(url, {"prompt": "a"}).status_code == 401
     headers = {"Authorization": f"Bearer {KEY}"}
@@ -562,6 +579,7 @@ def test_sigterm_finishes_the_stream_in_flight(servers):
     done = json.loads(rest.rsplit("event: done\ndata: ", 1)[1])
     assert len(done["predictions"]) == 60 and all(p["tokens"] >= 1 for p in done["predictions"])
     assert server.proc.wait(60) == 0
+    assert "stopped on SIGTERM, after finishing the requests in flight" in "".join(server._lines)
 
 
 @pytest.mark.parametrize("args, env, message", [

@@ -12,6 +12,7 @@ the batchers finish what they hold and the process exits 0.
 import ipaddress
 import logging
 import os
+import signal
 import sys
 
 from zoo.serve import models as models_lib
@@ -110,7 +111,14 @@ def serve(args):
     host, port = sock.getsockname()[:2]
     print(f"zoo serve: listening on http://{host}:{port} ({len(servables)} model(s): "
           f"{', '.join(s.name for s in servables)}; GET /readyz says when they are loaded)", flush=True)
+    # Uvicorn restores the handlers it found and raises the signal again
+    # once it has shut down gracefully; these make that a plain exit 0.
+    stopped = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda number, frame: stopped.append(signal.Signals(number).name))
     uvicorn.Server(config).run(sockets=[sock])
+    print(f"zoo serve: stopped{' on ' + stopped[0] if stopped else ''}, after finishing the requests in flight",
+          flush=True)
     return 0
 
 
