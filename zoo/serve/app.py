@@ -241,8 +241,10 @@ def create_app(models, api_key=None):
                 raise RequestError(400, f"Model '{name}' ({servable.model_name}) does not take `:{verb}`. "
                                         f"It takes: {', '.join(':' + v for v in servable.verbs)}.")
             body = parse_body(await read_body(request, limits), limits)
-            # Checking a request may tokenize prompts: keep it off the event loop.
-            checked = await asyncio.to_thread(servable.request, verb, body)
+            if servable.heavy_checks:  # Tokenizing prompts, decoding images: off the event loop.
+                checked = await asyncio.to_thread(servable.request, verb, body)
+            else:
+                checked = servable.request(verb, body)
             if checked.stream:
                 return StreamingResponse(_stream(batcher, checked), media_type="text/event-stream",
                                          headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -127,6 +127,7 @@ class ImageClassifier(Servable):
     """`image_classifier`: `predict` from base64 PNG or JPEG images."""
 
     verbs = ("predict",)
+    heavy_checks = True
 
     def load(self):
         import tensorflow as tf

@@ -45,9 +45,12 @@ class Servable:
         run_dir: str. The run directory.
         config: dict. The run's `config.json`.
         limits: `zoo.serve.validation.Limits`.
+        heavy_checks: bool. Whether `request` does enough work (tokenizing,
+            decoding images) to run on a thread, off the event loop.
     """
 
     verbs = ()
+    heavy_checks = False
 
     def __init__(self, name, run_dir, config, limits):
         self.name = name

@@ -133,6 +133,7 @@ class TextGenerator(Servable):
     """`gpt2_textgen`: `generate` text, whole or streamed."""
 
     verbs = ("generate",)
+    heavy_checks = True
     FIELDS = ("prompt", "prompts", "max_length", "sampler", "temperature", "top_k", "top_p",
               "num_beams", "seed", "stream")
 
