@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.models.image_classifier import metrics as metrics_lib
+from zoo.metrics import classification as metrics_lib
 from zoo.models.image_classifier import network
 from zoo.models.image_classifier.task import ImageClassifierTask, load_images
 

@@ -8,7 +8,7 @@ import typing
 from zoo import config as config_lib
 from zoo.data import images as images_lib
 from zoo.data import splits, tfds
-from zoo.models.image_classifier import metrics as metrics_lib
+from zoo.metrics import classification as metrics_lib
 from zoo.models.image_classifier import network
 from zoo.task import Data, Task
 
