@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import signal
 import subprocess
 import tempfile
@@ -694,3 +695,21 @@ def test_page_streams_text_and_draws_a_grid_in_chromium(server):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_serving_benchmark_reports_both_modes_and_the_bars(runs, tmp_path):
+    """`benchmarks/serving.py --size tiny` on this module's runs: bounded
+    load on loopback against a batching and a non-batching server."""
+    out = tmp_path / "serving.json"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "serving.py"), "--size",
+                           "tiny", "--runs", runs["mlp"].dir, runs["gpt"].dir, "--out", str(out)],
+                          capture_output=True, text=True, env=zoo_env(), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    document = json.loads(out.read_text())
+    assert set(document["results"]) == {f"{w}/{c}/{m}" for w in ("predict", "generate") for c in (1, 4)
+                                        for m in ("on", "off")}
+    for row in document["results"].values():
+        assert row["requests"] > 0 and row["errors"] == 0 and row["p50_ms"] <= row["p99_ms"]
+    assert document["results"]["generate/4/on"]["tokens_per_s"] > 0
+    assert len(document["bars"]) == 3 and "| predict | 4 | on |" in done.stdout
+    assert document["mlp_model_call"]["rows_per_s_at_batch_32"] > 0
