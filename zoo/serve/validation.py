@@ -172,7 +172,8 @@ def boolean(value, field):
 def choice(value, field, choices):
     if not isinstance(value, str) or value not in choices:
         hint = config_lib.did_you_mean(value, choices) if isinstance(value, str) else ""
-        raise RequestError(400, f"Unknown {field} {_kind(value)}.{hint} Accepted: {', '.join(choices)}.")
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        raise RequestError(400, f"Unknown {field} {shown}.{hint} Accepted: {', '.join(choices)}.")
     return value
 
 
