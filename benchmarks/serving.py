@@ -73,9 +73,11 @@ def train_runs(root, size):
 class Server:
     """One `zoo serve` subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, runs, max_batch_size, log):
+    def __init__(self, runs, max_batch_size, log, timeout_ms=None):
         cmd = [sys.executable, "-m", "zoo.cli", "serve", *runs, "--name", "mlp", "--name", "gpt",
                "--host", "127.0.0.1", "--port", "0", "--max-batch-size", str(max_batch_size)]
+        if timeout_ms is not None:
+            cmd += ["--batch-timeout-ms", str(timeout_ms)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=_env())
         self.url = None
         lines = []
@@ -166,9 +168,8 @@ def measure(url, body, clients, seconds):
     }
 
 
-def warm_up(servers, size):
+def warm_up(servers, size, config):
     """Runs every workload at every client count until no new bucket compiles."""
-    config = SIZES[size]
     for server in servers.values():
         for _ in range(6):
             before = server.compiled()
@@ -210,18 +211,20 @@ def _median(values):
     return values[len(values) // 2] if values else None
 
 
-def run(size="full", runs=None, log_path=None):
+def run(size="full", runs=None, log_path=None, timeout_ms=None, seconds=None):
     """Measures both servers; returns the results document."""
-    config = SIZES[size]
+    config = dict(SIZES[size])
+    if seconds:
+        config["seconds"] = seconds
     with tempfile.TemporaryDirectory(prefix="zoo-serving-bench-") as root:
         if runs is None:
             runs = train_runs(root, size)
         log = open(log_path or os.devnull, "a")
-        servers = {mode: Server(runs, batch, log) for mode, batch in BATCHING.items()}
+        servers = {mode: Server(runs, batch, log, timeout_ms) for mode, batch in BATCHING.items()}
         try:
             for server in servers.values():
                 server.wait_ready()
-            warm_up(servers, size)
+            warm_up(servers, size, config)
             samples = {}
             modes = list(servers)
             for repeat in range(config["repeats"]):
@@ -241,7 +244,8 @@ def run(size="full", runs=None, log_path=None):
     for (name, clients, mode), results in samples.items():
         table[f"{name}/{clients}/{mode}"] = {key: _median([r[key] for r in results])
                                              for key in results[0]}
-    return {"size": size, "config": {k: v for k, v in config.items()}, "machine": machine(),
+    config["batch_timeout_ms"] = timeout_ms
+    return {"size": size, "config": config, "machine": machine(),
             "results": table, "mlp_model_call": inside, "bars": bars(table, config)}
 
 
@@ -299,8 +303,10 @@ def main(argv=None):
                         help="finished runs to serve; by default small ones are trained first")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--log", help="append the servers' stderr here")
+    parser.add_argument("--batch-timeout-ms", type=float, help="the servers' --batch-timeout-ms (zoo's default)")
+    parser.add_argument("--seconds", type=float, help="seconds of load per measurement (the size's)")
     args = parser.parse_args(argv)
-    document = run(args.size, args.runs, args.log)
+    document = run(args.size, args.runs, args.log, args.batch_timeout_ms, args.seconds)
     print(markdown(document))
     print(f"\n{document['machine']['cpu']}, {document['machine']['cores']} cores, load average "
           f"{', '.join(f'{x:.1f}' for x in document['machine']['load_average'])} at the end")

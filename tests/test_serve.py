@@ -2,8 +2,8 @@
 
 Tiny runs of every model are trained once for the module; three servers
 start together in subprocesses (`zoo serve ... --port 0`): one with every
-run and no key, and one with `--api-key-file` that the SIGTERM test stops
-last. Answers are checked against the same models loaded in this
+run and no key, which the last test stops with SIGTERM, and one with
+`--api-key-file`. Answers are checked against the same models loaded in this
 process (`zoo.load_run`), so a batched answer must equal the model's own.
 """
 
@@ -147,8 +147,7 @@ def servers(runs, tmp_path_factory):
     started = {
         "open": Server(args + ["--max-batch-size", MAX_BATCH, "--batch-timeout-ms", 20, "--max-body-bytes",
                                65536, "--max-instances", 64, "--max-images", 64], tmp),
-        "keyed": Server([runs["mlp"].dir, runs["gpt"].dir, "--name", "mlp", "--name", "gpt", "--api-key-file",
-                         key_file, "--max-batch-size", 4], tmp),
+        "keyed": Server([runs["mlp"].dir, "--name", "mlp", "--api-key-file", key_file], tmp),
     }
     try:
         yield {name: server.wait_ready() for name, server in started.items()}
@@ -560,29 +559,6 @@ def test_key_from_the_environment(monkeypatch, tmp_path):
     assert "without an API key" in server.host_warning("::", None)
 
 
-def test_sigterm_finishes_the_stream_in_flight(servers):
-    """SIGTERM mid-stream stops new connections, the stream runs to its
-    end, and the server exits 0."""
-    server = servers["keyed"]
-    url = server.url + "/v1/models/gpt:generate"
-    assert post(url, {"prompt": "a"}).status_code == 401
-    headers = {"Authorization": f"Bearer {KEY}"}
-    body = {"prompts": ["The", "A list", "code"] * 20, "max_length": 32, "sampler": "greedy", "stream": True}
-    with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as response:
-        assert response.status_code == 200
-        lines = response.iter_lines()
-        assert next(lines) == "event: token"
-        server.proc.send_signal(signal.SIGTERM)
-        time.sleep(1.0)
-        with pytest.raises(httpx.TransportError):
-            httpx.get(server.url + "/healthz", timeout=5)
-        rest = "\n".join(lines)
-    done = json.loads(rest.rsplit("event: done\ndata: ", 1)[1])
-    assert len(done["predictions"]) == 60 and all(p["tokens"] >= 1 for p in done["predictions"])
-    assert server.proc.wait(60) == 0
-    assert "stopped on SIGTERM, after finishing the requests in flight" in "".join(server._lines)
-
-
 @pytest.mark.parametrize("args, env, message", [
     (["{tmp}/nowhere"], {}, "Run directory '{tmp}/nowhere' not found"),
     (["{tmp}"], {}, "is not a zoo run directory: it has no config.json"),
@@ -713,3 +689,25 @@ def test_serving_benchmark_reports_both_modes_and_the_bars(runs, tmp_path):
     assert document["results"]["generate/4/on"]["tokens_per_s"] > 0
     assert len(document["bars"]) == 3 and "| predict | 4 | on |" in done.stdout
     assert document["mlp_model_call"]["rows_per_s_at_batch_32"] > 0
+
+
+def test_sigterm_finishes_the_stream_in_flight(servers):
+    """SIGTERM mid-stream stops new connections, the stream runs to its
+    end, and the server exits 0. The last test: it stops the shared server."""
+    server = servers["open"]
+    url = server.url + "/v1/models/gpt:generate"
+    headers = {}
+    body = {"prompts": ["The", "A list", "code"] * 20, "max_length": 32, "sampler": "greedy", "stream": True}
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as response:
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        assert next(lines) == "event: token"
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(server.url + "/healthz", timeout=5)
+        rest = "\n".join(lines)
+    done = json.loads(rest.rsplit("event: done\ndata: ", 1)[1])
+    assert len(done["predictions"]) == 60 and all(p["tokens"] >= 1 for p in done["predictions"])
+    assert server.proc.wait(60) == 0
+    assert "stopped on SIGTERM, after finishing the requests in flight" in "".join(server._lines)
