@@ -378,7 +378,7 @@ def test_dcgan_images_and_grid_are_the_models_own(server, runs):
     ({"count": 0}, r"`count`: expected an integer in \[1, 64\]"),
     ({"count": 65}, r"`count`: expected an integer in \[1, 64\] \(the cap is max_images=64\)"),
     ({"count": 2.5}, r"`count`: expected an integer. Received: 2.5"),
-    ({"format": "gif"}, r"Unknown format 'gif'. Accepted: images, grid"),
+    ({"format": "gif"}, r"Unknown format 'gif'. Did you mean 'grid'\? Accepted: images, grid."),
     ({"seed": -1}, r"`seed`: expected an integer in \[0, 2147483647\]"),
     ({"cuont": 3}, r"Unknown field `cuont` .* Did you mean 'count'\?"),
 ])
