@@ -41,7 +41,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 SIZES = {
-    "tiny": {"clients": (1, 4), "seconds": 1.0, "repeats": 1, "max_length": 16,
+    "tiny": {"clients": (1, 4), "seconds": 0.5, "repeats": 1, "max_length": 16,
              "gpt2": dict(num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32, max_sequence_length=32,
                           sequence_length=16, vocabulary_size=300), "epochs": 1},
     "full": {"clients": (1, 32), "seconds": 8.0, "repeats": 3, "max_length": 64,

@@ -633,7 +633,7 @@ def _chrome():
 
 
 @pytest.mark.browser
-def test_page_streams_text_and_draws_a_grid_in_chromium(server):
+def test_page_streams_text_and_draws_a_grid_in_chromium(server, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -659,6 +659,19 @@ def test_page_streams_text_and_draws_a_grid_in_chromium(server):
         assert tokens == expected["tokens"] >= 2  # The text came as token events.
         assert shown == expected["text"]
         assert driver.find_element(By.ID, "message").text == ""
+
+        Select(driver.find_element(By.ID, "model")).select_by_value("mlp")
+        wait.until(ec.visibility_of_element_located((By.ID, "csv")))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#feature-inputs input")) == 10)
+        rows = np.random.default_rng(3).uniform(0, 1, (3, 10)).round(3)
+        csv = tmp_path / "rows.csv"
+        csv.write_text(",".join(f"x{i}" for i in reversed(range(10))) + "\n"
+                       + "".join(",".join(str(v) for v in row[::-1]) + "\n" for row in rows))
+        driver.find_element(By.ID, "csv").send_keys(str(csv))
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#csv-result tr")) == 4)
+        cells = driver.find_elements(By.CSS_SELECTOR, "#csv-result tr td:last-child")
+        expected_rows = post(server + "/v1/models/mlp:predict", {"instances": rows.tolist()}).json()["predictions"]
+        np.testing.assert_allclose([float(c.text) for c in cells], [r[0] for r in expected_rows], rtol=1e-5)
 
         Select(driver.find_element(By.ID, "model")).select_by_value("gan")
         wait.until(ec.visibility_of_element_located((By.ID, "new-images")))
