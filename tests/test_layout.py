@@ -17,7 +17,7 @@ from conftest import ROOT, zoo_env
 PACKAGE = os.path.join(ROOT, "zoo")
 # Layers from the top: a module may import its own layer or any below it.
 LAYERS = [
-    ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__")),
+    ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__", "zoo.serve")),
     ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs")),
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),

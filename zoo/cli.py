@@ -1,4 +1,4 @@
-"""The `zoo` command: list, info, train, generate and launch.
+"""The `zoo` command: list, info, train, generate, serve and launch.
 
 User mistakes (an unknown model, a bad override, a missing file, a corrupt
 file, a run directory another process is training) print one clear
@@ -296,6 +296,16 @@ def _cmd_generate(args):
         return 1
 
 
+def _cmd_serve(args):
+    from zoo.serve import server
+
+    quiet.filter_stderr()
+    try:
+        return server.serve(args)
+    except USER_ERRORS as e:
+        return _fail(e)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="A Keras 3 / TensorFlow model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,6 +328,10 @@ def build_parser():
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--num-beams", type=int, default=4)
     p.add_argument("--seed", type=int, default=None)
+    p = sub.add_parser("serve", help="serve finished runs over a REST API and a web page")
+    from zoo.serve import server
+
+    server.add_arguments(p)
     p = sub.add_parser("launch", help="run a command as N local workers of one cluster",
                        add_help=True)
     p.add_argument("--workers", type=int, default=2)
@@ -340,6 +354,8 @@ def main(argv=None):
         return _cmd_info(args)
     if args.command == "generate":
         return _cmd_generate(args)
+    if args.command == "serve":
+        return _cmd_serve(args)
     if args.command == "launch":
         from zoo import launch
 
