@@ -244,9 +244,9 @@ def test_evaluate_on_new_data_is_kept_apart_and_shown_in_tensorboard(trained):
     assert saved["num_examples"] == 40
     scalars, _ = read_scalars(os.path.join(run.dir, "logs"))
     for name in ("houses_2025", "houses_2025-2"):
-        points = scalars[(os.path.join("evaluations", name), "final/test_mse")]
+        points = scalars[(os.path.join("evaluations", name), "evaluation/test_mse")]
         assert len(points) == 1 and points[0][0] == run.metrics["epochs_trained"]
-    assert scalars[(os.path.join("evaluations", "houses_2025"), "final/test_mse")][0][1] == pytest.approx(
+    assert scalars[(os.path.join("evaluations", "houses_2025"), "evaluation/test_mse")][0][1] == pytest.approx(
         record["metrics"]["test_mse"], rel=1e-6)
 
 
@@ -307,7 +307,8 @@ def test_folds_are_separate_hparams_trials(cross_validated):
                     if value.tag == "_hparams_/session_start_info":
                         data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
                         start = data.session_start_info
-                        trials[start.group_name] = start.hparams["fold"].number_value
+                        # The trial is the fold's run directory: one trial per fold.
+                        trials["/".join(start.group_name.split(os.sep)[-2:])] = start.hparams["fold"].number_value
     assert trials == {"cv/fold-0": 0, "cv/fold-1": 1, "cv/fold-2": 2}
 
 
@@ -388,13 +389,14 @@ def test_tensorboard_server_shows_evaluations_beside_the_run_and_folds_as_trials
     try:
         _wait_for(loaded, 90, "tensorboard to load the runs")
         tags = get("/data/plugin/scalars/tags")
-        assert "final/test_mse" in tags["run/logs/evaluations/tb_houses"] and "final/test_mse" in tags["run/logs"]
-        assert "final/test_mse" in tags["cv/logs"] and "final_std/test_mse" in tags["cv/logs"]
+        assert "evaluation/test_mse" in tags["run/logs/evaluations/tb_houses"] and "evaluation/test_mse" in tags["run/logs"]
+        assert "evaluation/test_mse" in tags["cv/logs"] and "evaluation_std/test_mse" in tags["cv/logs"]
         groups = get("/data/plugin/hparams/session_groups", {
             "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                                                       "STATUS_RUNNING"],
             "colParams": [], "startIndex": 0, "sliceSize": 100})
-        folds = {g["name"]: g["hparams"]["fold"] for g in groups["sessionGroups"] if g["name"].startswith("cv/")}
+        folds = {"/".join(g["name"].rstrip("/").split("/")[-2:]): g["hparams"]["fold"]
+                 for g in groups["sessionGroups"] if "fold" in g["hparams"]}
         assert folds == {"cv/fold-0": 0, "cv/fold-1": 1, "cv/fold-2": 2}
     finally:
         server.terminate()

@@ -1,5 +1,5 @@
-"""The `zoo` command: list, info, train, generate, predict, evaluate, compare
-and launch.
+"""The `zoo` command: list, info, train, generate, predict, evaluate, compare,
+serve and launch.
 
 User mistakes (an unknown model, a bad override, a missing file, a corrupt
 file, a run directory another process is training) print one clear
@@ -371,6 +371,16 @@ def _cmd_compare(args):
     return 0
 
 
+def _cmd_serve(args):
+    from zoo.serve import server
+
+    quiet.filter_stderr()
+    try:
+        return server.serve(args)
+    except USER_ERRORS as e:
+        return _fail(e)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="A Keras 3 / TensorFlow model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -418,6 +428,10 @@ def build_parser():
     form = p.add_mutually_exclusive_group()
     form.add_argument("--markdown", action="store_true", help="a Markdown table")
     form.add_argument("--json", action="store_true", help="JSON")
+    p = sub.add_parser("serve", help="serve finished runs over a REST API and a web page")
+    from zoo.serve import server
+
+    server.add_arguments(p)
     p = sub.add_parser("launch", help="run a command as N local workers of one cluster",
                        add_help=True)
     p.add_argument("--workers", type=int, default=2)
@@ -446,6 +460,8 @@ def main(argv=None):
         return _cmd_evaluate(args)
     if args.command == "compare":
         return _cmd_compare(args)
+    if args.command == "serve":
+        return _cmd_serve(args)
     if args.command == "launch":
         from zoo import launch
 

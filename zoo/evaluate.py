@@ -8,8 +8,8 @@ untrained-generator ceiling (`dcgan`), perplexity and bits per byte beside
 measured on is scored again, so the numbers reproduce `metrics.json`.
 
 Each evaluation is written atomically to `RUN/evaluations/<name>.json`, and
-its metrics to TensorBoard as `final/<metric>` in `RUN/logs/evaluations/<name>/`,
-beside the run's own `final/` scalars. The name defaults to the data's file
+its metrics to TensorBoard as `evaluation/<metric>` in
+`RUN/logs/evaluations/<name>/`, beside the run's own `evaluation/` scalars. The name defaults to the data's file
 name; evaluations of other data under one name get `-2`, `-3`, ....
 
 ```python
@@ -148,9 +148,11 @@ def _as_json(obj):
 
 
 def _write_events(run, name, record):
-    """`final/<metric>` scalars in `logs/evaluations/<name>/`, replacing an
+    """`evaluation/<metric>` scalars in `logs/evaluations/<name>/`, replacing an
     earlier evaluation of that name whole."""
     import tensorflow as tf
+
+    from zoo.tensorboard import EVALUATION_PREFIX
 
     final = os.path.join(run.dir, "logs", EVALUATIONS, name)
     # Built outside logs/, so TensorBoard never lists a half-written run.
@@ -161,7 +163,7 @@ def _write_events(run, name, record):
         with writer.as_default(step=int(run.metrics.get("epochs_trained", 0) or 0)):
             for key, value in record["metrics"].items():
                 if math.isfinite(value):
-                    tf.summary.scalar(f"final/{key}", value)
+                    tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", value)
             tf.summary.text("evaluation", (
                 f"data: {record['data']}, split: {record['split']}, "
                 f"{record['num_examples']} examples"))

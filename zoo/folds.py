@@ -11,8 +11,8 @@ finished folds are kept, the fold under way resumes from its last epoch.
 (the baseline's too, such as `baseline_mse`) its mean, sample standard
 deviation (ddof=1) and per-fold values; `RUN/config.json` the configs and a
 `cross_validation` section. In TensorBoard each fold is a trial of its own
-in HParams (hparam `fold`), and `RUN/logs` holds the means as `final/<metric>`
-and the standard deviations as `final_std/<metric>`.
+in HParams (hparam `fold`), and `RUN/logs` holds the means as
+`evaluation/<metric>` and the standard deviations as `evaluation_std/<metric>`.
 
 ```python
 run = zoo.train("mlp_regressor", folds=5, epochs=50)
@@ -154,15 +154,17 @@ def _write_events(logdir, metrics):
 
     import tensorflow as tf
 
+    from zoo.tensorboard import EVALUATION_PREFIX
+
     for old in glob.glob(os.path.join(logdir, "events.out.tfevents.*.cross_validation")):
         os.remove(old)  # Left by a run stopped before its metrics.json.
     writer = tf.summary.create_file_writer(logdir, filename_suffix=".cross_validation")
     with writer.as_default(step=0):
         for key, stats in metrics.items():
             if math.isfinite(stats["mean"]):
-                tf.summary.scalar(f"final/{key}", stats["mean"])
+                tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", stats["mean"])
             if math.isfinite(stats["std"]):
-                tf.summary.scalar(f"final_std/{key}", stats["std"])
+                tf.summary.scalar(f"{EVALUATION_PREFIX.rstrip('/')}_std/{key}", stats["std"])
     writer.close()
 
 

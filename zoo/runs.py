@@ -4,8 +4,8 @@ A run directory holds:
 
 - `config.json`: the resolved model and training config;
 - `env.json`: package versions, devices, strategy and replica count;
-- `logs/`: TensorBoard events (`train/`, `validation/`, and the final
-  metrics and hparams at the top);
+- `logs/`: TensorBoard events (`train/`, `validation/`, and the images,
+  text, HParams session and final metrics at the top; `zoo.tensorboard`);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
 - `history.json`, `model.keras` and `metrics.json`, written last: a run
   with `metrics.json` is finished;
@@ -438,10 +438,13 @@ def resume_plan(run_dir, saved, new, finished):
     return "resume"
 
 
-def print_summary(run_dir, metrics):
+def print_summary(run_dir, metrics, tensorboard_flags=""):
+    """Prints the final metrics and the command that opens the run in
+    TensorBoard, with the flags it needs to show every image (`--samples_per_plugin`)."""
     print(f"\nRun finished: {run_dir}")
     width = max(len(k) for k in metrics) if metrics else 0
     for key, value in metrics.items():
         print(f"  {key:<{width}}  {value:.6g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}")
+    flags = f" {tensorboard_flags}" if tensorboard_flags else ""
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}{flags}")
     sys.stdout.flush()

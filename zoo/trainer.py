@@ -129,7 +129,10 @@ def _resolve(name, data, run_dir, verbose, options):
     steps = given.get("steps_per_execution")
     if steps is None:
         # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy.
-        steps = 1 if multi_worker else defaults.get("steps_per_execution", 1)
+        # A profiled run marks every step: on a CPU the Profile tab times a
+        # step only at one step per call (tensorboard-plugin-profile 2.24).
+        steps = (1 if multi_worker or given.get("profile_batch")
+                 else defaults.get("steps_per_execution", 1))
     elif steps > 1 and multi_worker:
         raise ValueError(
             "steps_per_execution > 1 does not work under the multi_worker strategy: Keras' "
@@ -305,7 +308,8 @@ def _build_model(session):
 
 def _make_callbacks(session, model, user_callbacks):
     """Phase 6: the checkpoint (restored), the NaN guard and the logger."""
-    from zoo.callbacks import Checkpoint, NaNGuard, TensorBoardLogger
+    from zoo.callbacks import Checkpoint, NaNGuard
+    from zoo.tensorboard import StepProgbar, TensorBoardLogger
 
     task, train_config = session.entry.task, session.train_config
     task_callbacks = task.callbacks(model, session.data, train_config, session.run_dir)
@@ -332,9 +336,15 @@ def _make_callbacks(session, model, user_callbacks):
     logger = TensorBoardLogger(
         os.path.join(session.run_dir, "logs"), task, session.data, train_config,
         tokens_per_example=task.tokens_per_example(session.model_config),
-        resume_epoch=initial_epoch, enabled=session.chief,
+        resume_epoch=initial_epoch, resume_step=checkpoint.state.get("step", 0),
+        enabled=session.chief,
     )
-    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks]
+    import keras
+
+    # Keras uses a ProgbarLogger among the callbacks instead of its own.
+    progbar = [] if any(isinstance(cb, keras.callbacks.ProgbarLogger) for cb in user_callbacks) else [
+        StepProgbar()]
+    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks, *progbar]
 
 
 def _fit(session, model, checkpoint, guard, fit_callbacks, verbose):
@@ -364,6 +374,13 @@ def _fit(session, model, checkpoint, guard, fit_callbacks, verbose):
                 raise
             raise distribute.peer_lost_error(
                 e, checkpoint.state.get("epoch", 0), session.run_dir) from None
+        finally:
+            # `fit` skips on_train_end when it raises; flush the events.
+            from zoo.tensorboard import TensorBoardLogger
+
+            for cb in fit_callbacks:
+                if isinstance(cb, TensorBoardLogger):
+                    cb.close()
     if guard.diverged:
         raise TrainingDivergedError(
             f"The loss became {guard.value} at epoch {guard.epoch + 1}, step "
@@ -388,10 +405,12 @@ def _finish(session, model, checkpoint, verbose):
         if values:
             metrics.setdefault(f"final_{key}", float(values[-1]))
     metrics["epochs_trained"] = len(history.get("loss", []))
+    tensorboard_flags = ""
     if session.chief:
-        from zoo.callbacks import write_final_summaries
+        from zoo.tensorboard import write_final_summaries
 
-        write_final_summaries(os.path.join(run_dir, "logs"), metrics, session.config_json)
+        tensorboard_flags = write_final_summaries(
+            os.path.join(run_dir, "logs"), metrics, session.config_json, run_dir)
         write_json(os.path.join(run_dir, "history.json"), history)
         with atomic_path(os.path.join(run_dir, "model.keras")) as tmp:
             model.save(tmp)
@@ -400,5 +419,5 @@ def _finish(session, model, checkpoint, verbose):
     else:
         shutil.rmtree(session.write_dir, ignore_errors=True)
     if verbose != 0 and session.chief:
-        runs.print_summary(run_dir, metrics)
+        runs.print_summary(run_dir, metrics, tensorboard_flags)
     return runs.Run(run_dir, metrics, session.config_json, history, model)
