@@ -331,8 +331,8 @@ def test_cross_validation_resumes_after_a_kill(tmp_path):
 
     run_dir = tmp_path / "cv"
     command = [*ZOO, "train", "mlp_regressor", "--folds", "3", "--epochs", "6", "--run-dir", str(run_dir),
-               "--quiet", "--data-option", "num_train=1000", "--batch-size", "16", "--set", "hidden_units=[8]",
-               "--steps-per-execution", "1"]
+               "--quiet", "--data-option", "num_train=1500", "--batch-size", "16", "--set", "hidden_units=[8]",
+               "--steps-per-execution", "1", "--checkpoint-every-seconds", "0"]
     state = run_dir / "fold-1" / "checkpoints" / "state.json"
     process = subprocess.Popen(command, env=zoo_env(), cwd=tmp_path)
     try:
