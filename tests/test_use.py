@@ -330,7 +330,9 @@ def test_cross_validation_resumes_after_a_kill(tmp_path):
     import signal
 
     run_dir = tmp_path / "cv"
-    command = [*ZOO, "train", "mlp_regressor", "--folds", "3", "--epochs", "6", "--run-dir", str(run_dir),
+    # Enough epochs that the kill lands mid-fold on a fast machine too.
+    epochs = 20
+    command = [*ZOO, "train", "mlp_regressor", "--folds", "3", "--epochs", str(epochs), "--run-dir", str(run_dir),
                "--quiet", "--data-option", "num_train=1500", "--batch-size", "16", "--set", "hidden_units=[8]",
                "--steps-per-execution", "1", "--checkpoint-every-seconds", "0"]
     state = run_dir / "fold-1" / "checkpoints" / "state.json"
@@ -341,7 +343,7 @@ def test_cross_validation_resumes_after_a_kill(tmp_path):
     finally:
         process.wait()
     assert (run_dir / "fold-0" / "metrics.json").exists() and not (run_dir / "metrics.json").exists()
-    assert json.loads(state.read_text())["epoch"] < 6
+    assert json.loads(state.read_text())["epoch"] < epochs
     finished_at = os.path.getmtime(run_dir / "fold-0" / "metrics.json")
     out = subprocess.run(command, env=zoo_env(), cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -349,8 +351,8 @@ def test_cross_validation_resumes_after_a_kill(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     for i in range(3):
         history = json.loads((run_dir / f"fold-{i}" / "history.json").read_text())
-        assert len(history["loss"]) == 6
-    assert metrics["epochs_trained"]["per_fold"] == [6, 6, 6]
+        assert len(history["loss"]) == epochs
+    assert metrics["epochs_trained"]["per_fold"] == [epochs] * 3
     # A different fold count in the same directory is refused.
     out = subprocess.run([*command[:command.index("--folds") + 1], "4", *command[command.index("--folds") + 2:]],
                          env=zoo_env(), cwd=tmp_path, capture_output=True, text=True)
