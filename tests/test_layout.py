@@ -18,7 +18,7 @@ PACKAGE = os.path.join(ROOT, "zoo")
 # Layers from the top: a module may import its own layer or any below it.
 LAYERS = [
     ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__")),
-    ("training", ("zoo.trainer", "zoo.callbacks", "zoo.runs")),
+    ("training", ("zoo.trainer", "zoo.callbacks", "zoo.runs", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),
     ("shared", ("zoo.data", "zoo.metrics", "zoo.hub")),

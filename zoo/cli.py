@@ -1,4 +1,4 @@
-"""The `zoo` command: list, info, train, generate and launch.
+"""The `zoo` command: list, info, train, generate, export, compress and launch.
 
 User mistakes (an unknown model, a bad override, a missing file) print one
 clear `error:` line and exit with status 2, never a TensorFlow traceback;
@@ -285,6 +285,35 @@ def _cmd_generate(args):
         return _fail(e)
 
 
+def _cmd_export(args):
+    quiet.filter_stderr()
+    try:
+        from zoo import exports
+
+        info = exports.export(args.run, args.format, out=args.out)
+    except (*USER_ERRORS, FileExistsError) as e:
+        return _fail(e)
+    print(f"Wrote {info['format']} export to {info['path']}; checked in a fresh process on "
+          f"{info['checked_on']}: max abs difference {info['max_abs_diff']:.3g} "
+          f"(tolerance {info['tolerance']:.3g}).")
+    return 0
+
+
+def _cmd_compress(args):
+    quiet.filter_stderr()
+    try:
+        from zoo import compression
+
+        report = compression.compress(
+            args.run, quantize=args.quantize, prune=args.prune,
+            fine_tune_epochs=args.fine_tune_epochs, out=args.out,
+            verbose=0 if args.quiet else "auto")
+    except (*USER_ERRORS, FileExistsError) as e:
+        return _fail(e)
+    print(compression.format_report(report))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="A Keras 3 / TensorFlow model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -307,6 +336,18 @@ def build_parser():
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--num-beams", type=int, default=4)
     p.add_argument("--seed", type=int, default=None)
+    p = sub.add_parser("export", help="export a finished run to saved_model, litert or onnx")
+    p.add_argument("run", help="a finished run directory, as made by zoo train or zoo compress")
+    p.add_argument("--format", required=True, help="saved_model, litert or onnx")
+    p.add_argument("--out", help="output directory (must not exist); defaults to RUN/export/FORMAT")
+    p = sub.add_parser("compress", help="quantize and/or prune a finished run into a new run")
+    p.add_argument("run", help="a finished run directory, as made by zoo train")
+    p.add_argument("--quantize", help="int8, int4 or float8 (Keras 3's model.quantize)")
+    p.add_argument("--prune", type=float, help="target sparsity of the kernels, in [0, 1)")
+    p.add_argument("--fine-tune-epochs", type=int,
+                   help="epochs of fine-tuning while pruning; defaults to a tenth of the recipe's")
+    p.add_argument("--out", help="the compressed run's directory; defaults to RUN-int8 and the like")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while fine-tuning")
     p = sub.add_parser("launch", help="run a command as N local workers of one cluster",
                        add_help=True)
     p.add_argument("--workers", type=int, default=2)
@@ -329,6 +370,10 @@ def main(argv=None):
         return _cmd_info(args)
     if args.command == "generate":
         return _cmd_generate(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    if args.command == "compress":
+        return _cmd_compress(args)
     if args.command == "launch":
         from zoo import launch
 
