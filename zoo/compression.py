@@ -276,9 +276,13 @@ def weights_bytes(model):
 
 
 def weights_file_sizes(model, work):
-    """`(file bytes, gzip -9 bytes)` of the model's `.weights.h5` file."""
+    """`(file bytes, gzip -9 bytes)` of the model's `.weights.h5` file,
+    saved from an uncompiled copy (the same layers): a compiled model's
+    weights file also holds its optimizer's slots."""
+    import keras
+
     path = os.path.join(work, f"{len(os.listdir(work))}.weights.h5")
-    model.save_weights(path)
+    keras.Model(model.inputs, model.outputs).save_weights(path)
     raw = open(path, "rb").read()
     return len(raw), len(gzip.compress(raw, compresslevel=9))
 
