@@ -75,7 +75,7 @@ def test_a_quantized_run_exports_to_saved_model_and_onnx_but_not_litert(mlp_int8
     proc = subprocess.run([*ZOO, "export", mlp_int8["dir"], "--format", "litert", "--out", tmp_path / "tfl"],
                           capture_output=True, text=True, env=zoo_env(), timeout=600)
     assert proc.returncode == 2 and "error: LiteRT cannot hold this model" in proc.stderr
-    assert "int8" in proc.stderr and "Traceback" not in proc.stderr
+    assert "quantized by Keras (int8)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "tfl").exists()
 
 

@@ -237,6 +237,13 @@ def _write(serving, format, tmp):
             serving.export(path, format="tf_saved_model", verbose=False)
         return path
     if format == "litert":
+        modes = sorted(quantized_modes(serving))
+        if modes:
+            raise ValueError(
+                f"LiteRT cannot hold this model: its layers are quantized by Keras ({', '.join(modes)}), "
+                "and TensorFlow's converter rejects Keras' quantized matmuls ('tfl.fully_connected' "
+                "takes no int8 activations of this kind). Export the float run to LiteRT, or this "
+                "run to saved_model or onnx.")
         path = os.path.join(tmp, "model.tflite")
         try:
             with _quiet_export():
@@ -245,9 +252,8 @@ def _write(serving, format, tmp):
         except Exception as e:  # The converter raises ConverterError and others.
             raise ValueError(
                 f"LiteRT cannot hold this model: TensorFlow's converter (TF {tf.__version__}) "
-                f"failed with LiteRT's built-in ops: {_first_error(e)}. Keras' int8/int4/float8 "
-                "layers compute in ways LiteRT's fully connected kernels do not take; export a "
-                "float run to LiteRT, or this run to saved_model or onnx.") from None
+                f"failed with LiteRT's built-in ops only (no Flex ops): {_first_error(e)}. Export "
+                "this run to saved_model or onnx instead.") from None
         return path
     path = os.path.join(tmp, "model.onnx")
     _write_onnx(serving, path)
@@ -307,6 +313,13 @@ def _quiet_export():
             yield
         finally:
             logger.setLevel(level)
+
+
+def quantized_modes(model):
+    """The Keras quantization modes of `model`'s layers ("int8", ...)."""
+    return {layer.dtype_policy.quantization_mode
+            for layer in model._flatten_layers(include_self=False, recursive=True)
+            if getattr(layer.dtype_policy, "quantization_mode", None)}
 
 
 def _first_error(error):
