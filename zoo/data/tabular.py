@@ -11,7 +11,7 @@ import os
 from zoo import config as config_lib
 
 # Rows needed to split a table into train, validation and test.
-MIN_ROWS = 10
+MIN_ROWS = 20
 
 
 def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_ROWS):
