@@ -20,7 +20,8 @@ from test_export import TINY, tiny_run
 from zoo import compression
 
 ROWS = {"weights_file_bytes", "weights_gzip_bytes", "param_bytes", "latency_ms_batch1", "latency_ms_batch32"}
-QUALITY = {"mlp_regressor": "test_mse", "dcgan": "fid", "gpt2_textgen": "val_bits_per_byte"}
+QUALITY = {"mlp_regressor": "test_mse", "dcgan": "fid", "gpt2_textgen": "val_bits_per_byte",
+           "image_classifier": "test_accuracy"}
 
 
 @pytest.fixture(scope="module")

@@ -376,6 +376,11 @@ def _write_run(out, saved, compression, history, metrics, report, model, task, d
                 warnings.simplefilter("ignore")
                 model.save(path)
         task.export(model, data, tmp)
+        preset_weights = [os.path.join(d, "preset", "model.weights.h5") for d in (run_dir, tmp)]
+        if all(os.path.exists(p) for p in preset_weights):
+            # The keras-hub preset's own weights file, as plain keras-hub loads it.
+            a, b = (os.path.getsize(p) for p in preset_weights)
+            report["rows"]["preset_weights_file_bytes"] = {"original": a, "compressed": b, "ratio": b / a}
         write_json(os.path.join(tmp, "compress.json"), report)
         write_json(os.path.join(tmp, runs.METRICS), {**metrics, "epochs_trained": 0})
         os.replace(tmp, out)
