@@ -51,12 +51,24 @@ def tiny_run(name, root, **extra):
     return zoo.train(name, **kwargs)
 
 
+class _Runs(dict):
+    """Tiny runs by model name, each trained on first use."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, name):
+        self[name] = tiny_run(name, self.root)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     old = os.environ.get("ZOO_CACHE_DIR")
     os.environ["ZOO_CACHE_DIR"] = str(root / "cache")
-    yield {name: tiny_run(name, root) for name in sorted(TINY)}
+    yield _Runs(root)
     if old is None:
         os.environ.pop("ZOO_CACHE_DIR", None)
     else:
