@@ -394,9 +394,12 @@ def format_report(report):
     lines = [f"{report['model_name']} {report['method']}"
              + (f": measured sparsity {report['sparsity']:.3f}" if report.get("sparsity") is not None else ""),
              f"{'':<26}{'original':>14}{'compressed':>14}{'ratio':>9}"]
+    def cell(value):
+        return f"{int(value):>14,}" if float(value).is_integer() and abs(value) >= 1000 else f"{value:>14.6g}"
+
     for key, row in report["rows"].items():
         ratio = f"{row['ratio']:.3f}" if row["ratio"] is not None else "-"
-        lines.append(f"{key:<26}{row['original']:>14.6g}{row['compressed']:>14.6g}{ratio:>9}")
+        lines.append(f"{key:<26}{cell(row['original'])}{cell(row['compressed'])}{ratio:>9}")
     kept = report["kept_in_float"]["float_params"]
     if kept:
         lines.append("Kept in float: " + ", ".join(f"{k} ({v:,} params)" for k, v in kept.items()))
