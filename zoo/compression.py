@@ -328,7 +328,7 @@ def measure(task, original, compressed, model_config, data, train_config, metric
     before = {k: float(v) for k, v in task.evaluate(original, data, train_config).items()}
     serving = [task.serving_model(original), task.serving_model(compressed)]
     inputs, _ = task.serving_examples(model_config, lambda: data, 8)
-    inputs = exports._as_dict(serving[0], inputs)
+    inputs = exports.named_inputs(serving[0], inputs)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="zoo-compress-") as work:
         sizes = [weights_file_sizes(m, work) for m in serving]

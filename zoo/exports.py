@@ -181,7 +181,7 @@ def export(run_dir, format, out=None):
     serving = task.serving_model(model)
     inputs, source = task.serving_examples(
         model_config, lambda: load_run_data(run_dir, entry, model_config, train_config), NUM_EXAMPLES)
-    inputs = _as_dict(serving, inputs)
+    inputs = named_inputs(serving, inputs)
     expected = _keras_outputs(serving, inputs)
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
@@ -209,7 +209,7 @@ def export(run_dir, format, out=None):
     return info
 
 
-def _as_dict(serving, inputs):
+def named_inputs(serving, inputs):
     """Named inputs in the serving model's dtypes: a dict of arrays by input name."""
     import numpy as np
 
