@@ -170,6 +170,10 @@ def test_int8_of_every_model_generates_and_exports(root, name, tmp_path):
         assert np.isfinite(report["rows"][quality]["compressed"])
     assert report["rows"]["param_bytes"]["ratio"] < 1.0
     assert report["kept_in_float"]["quantized_params"]
+    # Pruning fine-tunes through the task's own fit (GPT-2's token windows, the GAN's step).
+    pruned = compression.compress(run.dir, prune=0.3, fine_tune_epochs=1, out=str(tmp_path / "p30"), verbose=0)
+    assert pruned["sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert pruned["rows"]["weights_gzip_bytes"]["ratio"] < 1.0
     info = zoo.export(report["dir"], "saved_model", out=str(tmp_path / "sm"))
     assert info["max_abs_diff"] <= info["tolerance"]
     out = tmp_path / ("sample.png" if name == "dcgan" else "sample.txt")
