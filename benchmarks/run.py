@@ -45,6 +45,7 @@ BENCHMARKS = {
     "gpt2_tuning": ("tuning", "gpt2_tuning", ()),
     "fit_tail": ("tuning", "fit_tail", ()),
     "zoo_overhead": ("tuning", "zoo_overhead", ()),
+    "tensorboard_logger": ("tensorboard_logger", "logger_epoch", ()),
 }
 TORCH_CONTENDERS = {"torch", "torch_float32", "torch_bfloat16", "transformers"}
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")

@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import html
 import os
 
 from zoo.data import text as text_data
@@ -163,8 +164,7 @@ class GPT2TextGenTask(Task):
         prompts = data.prompts or [""]
         length = min(generation.SAMPLE_MAX_LENGTH, model.backbone.max_sequence_length)
         outputs = generation.generate_text(model, prompts, length)
-        lines = [f"**{p or '(empty prompt)'}** → {o}" for p, o in zip(prompts, outputs)]
-        tf.summary.text("samples/greedy", "\n\n".join(_markdown_safe(line) for line in lines))
+        tf.summary.text("samples/greedy", samples_markdown(prompts, outputs))
 
     def evaluate(self, model, data, train_config):
         dataset = data.validation.batch(train_config.batch_size)
@@ -267,7 +267,24 @@ class GPT2TextGenTask(Task):
         return config.sequence_length
 
 
-def _markdown_safe(text):
-    # TensorBoard renders text summaries as Markdown; keep code and markup literal.
-    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("#", "\\#").replace(
-        "\n", "  \n")
+def samples_markdown(prompts, outputs):
+    """The samples as Markdown that TensorBoard's Text tab shows as written.
+
+    TensorBoard renders a text summary as Markdown, which would eat the
+    model's `*`, `_`, `#`, line breaks and indentation, and a fenced code
+    block would still turn tabs into spaces. Each sample (its prompt, then
+    the continuation, as `generate_text` returns it) goes in a raw `<pre>`
+    block instead, HTML-escaped, with tabs as `&#9;`: Markdown passes it
+    through and the browser shows every character as the model wrote it.
+
+    Args:
+        prompts: list of str. The prompts.
+        outputs: list of str. Each prompt followed by its continuation.
+    """
+    blocks = []
+    for i, (prompt, output) in enumerate(zip(prompts, outputs), 1):
+        where = (f"the prompt is its first {len(prompt)} characters" if prompt
+                 else "from an empty prompt")
+        text = html.escape(output, quote=False).replace("\t", "&#9;")
+        blocks.append(f"**Sample {i}** (greedy; {where}):\n\n<pre>{text}</pre>")
+    return "\n\n".join(blocks)
