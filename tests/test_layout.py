@@ -18,7 +18,8 @@ PACKAGE = os.path.join(ROOT, "zoo")
 # Layers from the top: a module may import its own layer or any below it.
 LAYERS = [
     ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__", "zoo.serve")),
-    ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.exports", "zoo.compression")),
+    ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.predict", "zoo.evaluate",
+                  "zoo.folds", "zoo.compare", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),
     ("shared", ("zoo.data", "zoo.metrics", "zoo.hub")),

@@ -242,6 +242,8 @@ def hparams_of(config_json):
             if isinstance(value, (list, tuple, dict)) or value is None:
                 value = json.dumps(value).replace('"', "'")
             hparams[f"{section}.{key}"] = value
+    if "fold" in config_json["data"]:
+        hparams["fold"] = config_json["data"]["fold"]  # One trial per fold of a cross-validation.
     return hparams
 
 

@@ -49,9 +49,10 @@ class _Session:
     batch_size_given: bool = False
     fitting: bool = False
     plan: str = "new"
+    fold: tuple = None
 
 
-def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **options):
+def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", fold=None, **options):
     """Trains model `name` and returns its `Run`.
 
     Args:
@@ -63,6 +64,9 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
         callbacks: list of `keras.callbacks.Callback`. Extra callbacks.
         verbose: "auto", 0, 1 or 2. Keras' progress output; 0 also drops
             the summary. Defaults to "auto".
+        fold: (int, int) or None. `(index, count)`: train on one fold of
+            a cross-validation (`zoo.folds` runs them all), through the
+            task's `fold_data`. Defaults to None.
         **options: training options, the fields of `zoo.config.TrainConfig`
             (`epochs`, `batch_size`, `learning_rate`, `strategy`, `seed`,
             `mixed_precision`, `steps_per_execution`, `jit_compile`,
@@ -80,6 +84,7 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
     ```
     """
     session = _resolve(name, data, run_dir, verbose, options)
+    session.fold = fold
     _start_tensorflow(session)
     with _dtype_policy(session.train_config.mixed_precision):
         _load_data(session, data, options)
@@ -96,6 +101,18 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
             session.fitting = True
             _fit(session, model, checkpoint, guard, fit_callbacks, verbose)
             return _finish(session, model, checkpoint, verbose)
+
+
+def check(name, *, data=None, fold=None, **options):
+    """Resolves the configs and loads the data as `train` would, writing
+    nothing; returns the run's `config.json` dict. Raises what `train`
+    would raise for the same arguments before it writes anything."""
+    session = _resolve(name, data, None, 0, options)
+    session.fold = fold
+    _start_tensorflow(session)
+    with _dtype_policy(session.train_config.mixed_precision):
+        _load_data(session, data, options)
+    return session.config_json
 
 
 def _resolve(name, data, run_dir, verbose, options):
@@ -180,6 +197,8 @@ def _load_data(session, data, options):
     task, train_config = session.entry.task, session.train_config
     dataset = task.load_data(data, session.model_config, dict(train_config.data_options),
                              train_config.seed, preset=train_config.preset)
+    if session.fold is not None:
+        dataset = task.fold_data(dataset, session.fold[1], session.fold[0], train_config.seed)
     updates = {k: v for k, v in dataset.config_updates.items()
                if getattr(session.model_config, k) != v}
     for key in updates:
@@ -205,7 +224,8 @@ def _load_data(session, data, options):
             f"training examples of '{dataset.name}'. Received: batch_size={train_config.batch_size}."
         )
     session.train_config, session.data = train_config, dataset
-    session.config_json = runs.config_json(session.name, session.model_config, train_config, dataset)
+    session.config_json = runs.config_json(session.name, session.model_config, train_config, dataset,
+                                           fold=session.fold)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from zoo.data import text as text_data
 from zoo.files import atomic_path
 from zoo.metrics import text as text_metrics_lib
 from zoo.models.gpt2_textgen import generation, tokenizer as tokenizer_lib
-from zoo.task import Data, Task, prefetch_fixed
+from zoo.task import Data, Evaluation, Task, prefetch_fixed
 
 NUM_SAMPLE_PROMPTS = 3
 
@@ -180,6 +180,39 @@ class GPT2TextGenTask(Task):
             "val_tokens": tokens,
             "val_bytes": len(raw),
         }
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """Perplexity, bits per byte and `xz -9` on a text file, folder or
+        glob (all of it), under the run's metric names (`val_*`); the
+        validation split for the run's own corpus. The model and tokenizer
+        are the run's preset."""
+        import tensorflow as tf
+
+        preset = os.path.join(run.dir, "preset")
+        if not os.path.isdir(preset):
+            raise FileNotFoundError(
+                f"Run '{run.dir}' has no preset directory; it was saved by an older zoo. "
+                "Retrain it to get <run>/preset.")
+        if own_data:
+            _, documents, name = text_data.read_corpus(data, options)
+            split = "validation"
+        else:
+            documents, name, split = text_data.read_documents(data, options)
+        model = generation.load_preset(preset)
+        length = run.model_config.sequence_length
+        stream = tokenizer_lib.token_stream(model.preprocessor.tokenizer, documents)
+        if len(stream) < 2:
+            raise ValueError(f"'{name}' is too short to score: {len(stream)} token(s); at least 2 are needed.")
+        x, y, w = tokenizer_lib.validation_windows(stream, length)
+        scored = TextData(train=None, validation=tf.data.Dataset.from_tensor_slices((x, y, w)),
+                          validation_bytes=tokenizer_lib.stream_bytes(documents))
+        train_config = run.train_config
+        if batch_size:
+            import dataclasses as dc
+
+            train_config = dc.replace(train_config, batch_size=batch_size)
+        metrics = self.evaluate(model, scored, train_config)
+        return Evaluation(metrics, name, split, metrics["val_tokens"])
 
     def export(self, model, data, run_dir):
         with atomic_path(os.path.join(run_dir, "preset")) as tmp:
