@@ -71,7 +71,7 @@ def test_int8_mlp_report_and_run(mlp, mlp_int8):
     assert np.abs(model.predict(x, verbose=0) - mlp.model.predict(x, verbose=0)).max() < 0.5
 
 
-def test_a_quantized_run_exports_to_saved_model_and_onnx_but_not_litert(mlp_int8, tmp_path):
+def test_a_quantized_run_exports_evaluates_but_not_to_litert(mlp_int8, tmp_path):
     for fmt in ("saved_model", "onnx"):
         info = zoo.export(mlp_int8["dir"], fmt, out=str(tmp_path / fmt))
         assert info["max_abs_diff"] <= info["tolerance"] and info["compression"]["quantize"] == "int8"
@@ -80,6 +80,11 @@ def test_a_quantized_run_exports_to_saved_model_and_onnx_but_not_litert(mlp_int8
     assert proc.returncode == 2 and "error: LiteRT cannot hold this model" in proc.stderr
     assert "quantized by Keras (int8)" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "tfl").exists()
+    # `zoo evaluate` scores the compressed run as any run, with the same numbers.
+    proc = subprocess.run([*ZOO, "evaluate", mlp_int8["dir"]], capture_output=True, text=True,
+                          env=zoo_env(), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{mlp_int8['rows']['test_mse']['compressed']:.6g}" in proc.stdout
 
 
 def test_pruning_schedule_and_masks():
