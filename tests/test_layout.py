@@ -19,7 +19,7 @@ PACKAGE = os.path.join(ROOT, "zoo")
 LAYERS = [
     ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__", "zoo.serve")),
     ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.predict", "zoo.evaluate",
-                  "zoo.folds", "zoo.compare")),
+                  "zoo.folds", "zoo.compare", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),
     ("shared", ("zoo.data", "zoo.metrics", "zoo.hub")),

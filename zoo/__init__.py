@@ -49,6 +49,22 @@ def load_model(path, **kwargs):
     return runs.load_model(path, **kwargs)
 
 
+def export(run_dir, format, out=None):
+    """Exports a finished run to "saved_model", "litert" or "onnx", verified
+    in a fresh process without zoo; see `zoo.exports.export`."""
+    from zoo import exports
+
+    return exports.export(run_dir, format, out=out)
+
+
+def compress(run_dir, **kwargs):
+    """Quantizes and/or prunes a finished run into a new run directory and
+    measures it against the original; see `zoo.compression.compress`."""
+    from zoo import compression
+
+    return compression.compress(run_dir, **kwargs)
+
+
 def load_run(run_dir):
     """Opens a finished run directory as a `zoo.runs.Run`, with `predict`
     and `evaluate` methods.
@@ -66,6 +82,6 @@ def load_run(run_dir):
 
 
 __all__ = [
-    "Data", "Task", "TrainConfig", "apply_overrides", "get", "get_config", "info", "list_models",
-    "load_model", "load_run", "register", "train",
+    "Data", "Task", "TrainConfig", "apply_overrides", "compress", "export", "get", "get_config", "info",
+    "list_models", "load_model", "load_run", "register", "train",
 ]

@@ -1,5 +1,5 @@
 """The `zoo` command: list, info, train, generate, predict, evaluate, compare,
-serve and launch.
+serve, export, compress and launch.
 
 User mistakes (an unknown model, a bad override, a missing file, a corrupt
 file, a run directory another process is training) print one clear
@@ -381,6 +381,35 @@ def _cmd_serve(args):
         return _fail(e)
 
 
+def _cmd_export(args):
+    quiet.filter_stderr()
+    try:
+        from zoo import exports
+
+        info = exports.export(args.run, args.format, out=args.out)
+    except (*USER_ERRORS, FileExistsError) as e:
+        return _fail(e)
+    print(f"Wrote {info['format']} export to {info['path']}; checked in a fresh process on "
+          f"{info['checked_on']}: max abs difference {info['max_abs_diff']:.3g} "
+          f"(tolerance {info['tolerance']:.3g}).")
+    return 0
+
+
+def _cmd_compress(args):
+    quiet.filter_stderr()
+    try:
+        from zoo import compression
+
+        report = compression.compress(
+            args.run, quantize=args.quantize, prune=args.prune,
+            fine_tune_epochs=args.fine_tune_epochs, out=args.out,
+            verbose=0 if args.quiet else "auto")
+    except (*USER_ERRORS, FileExistsError) as e:
+        return _fail(e)
+    print(compression.format_report(report))
+    return 0
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="A Keras 3 / TensorFlow model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -432,6 +461,18 @@ def build_parser():
     from zoo.serve import server
 
     server.add_arguments(p)
+    p = sub.add_parser("export", help="export a finished run to saved_model, litert or onnx")
+    p.add_argument("run", help="a finished run directory, as made by zoo train or zoo compress")
+    p.add_argument("--format", required=True, help="saved_model, litert or onnx")
+    p.add_argument("--out", help="output directory (must not exist); defaults to RUN/export/FORMAT")
+    p = sub.add_parser("compress", help="quantize and/or prune a finished run into a new run")
+    p.add_argument("run", help="a finished run directory, as made by zoo train")
+    p.add_argument("--quantize", help="int8, int4 or float8 (Keras 3's model.quantize)")
+    p.add_argument("--prune", type=float, help="target sparsity of the kernels, in [0, 1)")
+    p.add_argument("--fine-tune-epochs", type=int,
+                   help="epochs of fine-tuning while pruning; defaults to a tenth of the recipe's")
+    p.add_argument("--out", help="the compressed run's directory; defaults to RUN-int8 and the like")
+    p.add_argument("--quiet", action="store_true", help="no progress bar while fine-tuning")
     p = sub.add_parser("launch", help="run a command as N local workers of one cluster",
                        add_help=True)
     p.add_argument("--workers", type=int, default=2)
@@ -462,6 +503,10 @@ def main(argv=None):
         return _cmd_compare(args)
     if args.command == "serve":
         return _cmd_serve(args)
+    if args.command == "export":
+        return _cmd_export(args)
+    if args.command == "compress":
+        return _cmd_compress(args)
     if args.command == "launch":
         from zoo import launch
 

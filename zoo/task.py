@@ -309,6 +309,40 @@ class Task:
             f"generator. Received: {run_dir}."
         )
 
+    def serving_model(self, model):
+        """The model that `zoo export` writes and `zoo compress` times: what
+        a user has in, what they want out. Defaults to `model` itself.
+
+        Args:
+            model: `keras.Model`. The run's trained (or compressed) model.
+
+        Returns:
+            A `keras.Model` of plain Keras layers (an export holds no
+            Python), its inputs named as the export's signature names them.
+        """
+        return model
+
+    def serving_examples(self, config, load_data, count):
+        """Real inputs of the serving model, to check exports and time models.
+
+        Args:
+            config: the model's config dataclass.
+            load_data: callable. Returns the run's `Data` again (loaded as
+                the trainer did); call it only when the inputs come from it.
+            count: int. How many examples.
+
+        Returns:
+            `(inputs, description)`: a NumPy array (or a dict of them by
+            input name) with `count` rows, and a few words on where they
+            come from. Defaults to `example_input(config, count)`.
+        """
+        return self.example_input(config, count), "example_input (random)"
+
+    def quantize(self, model, mode):
+        """Quantizes `model` in place with Keras 3's `model.quantize(mode)`
+        ("int8", "int4" or "float8"), for `zoo compress`."""
+        model.quantize(mode)
+
     def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
         """Predictions of a finished run on new data, for `zoo predict`.
 

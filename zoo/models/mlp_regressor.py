@@ -235,6 +235,12 @@ class MLPRegressorTask(Task):
         pred = model.predict(x_test, batch_size=1024, verbose=0)
         return regression.with_mean_baseline(y_train, y_test, pred)
 
+    def serving_examples(self, config, load_data, count):
+        # Raw features in, raw-unit predictions out: the model holds both
+        # normalizations, so the serving model is the model itself.
+        x_test, _ = load_data().arrays["test"]
+        return x_test[:count], f"the first {min(count, len(x_test))} rows of the test split"
+
     def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
         """`<target>_predicted` columns in the target's units, features by name.
 

@@ -195,6 +195,18 @@ class DCGANTask(Task):
             **self.execution_options(train_config),
         )
 
+    def serving_model(self, model):
+        """Latent noise `(batch, latent_dim)` to images in [0, 1]: the
+        generator, rescaled (its tanh is in [-1, 1]); no discriminator."""
+        import keras
+
+        generator = model.generator
+        images = keras.layers.Rescaling(0.5, offset=0.5, name="to_unit_interval")(generator.output)
+        return keras.Model(generator.input, images, name="dcgan_generator")
+
+    def serving_examples(self, config, load_data, count):
+        return fixed_noise(config.latent_dim, count), f"{count} rows of the sample grid's fixed noise"
+
     def example_input(self, config, batch_size=2):
         import numpy as np
 

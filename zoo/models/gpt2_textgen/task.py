@@ -259,6 +259,28 @@ class GPT2TextGenTask(Task):
                 print(output)
         return 0
 
+    def serving_model(self, model):
+        """Token ids and a padding mask `(batch, length)` to next-token
+        logits `(batch, length, vocabulary)`: keras-hub's `GPT2CausalLM`
+        without its string preprocessor (tokenize with the run's preset),
+        whose lookup tables neither LiteRT nor ONNX can hold."""
+        import keras
+
+        return keras.Model(model.inputs, model.outputs, name="gpt2_next_token_logits")
+
+    def serving_examples(self, config, load_data, count):
+        import numpy as np
+
+        data = load_data()
+        x, _, _ = next(iter(data.validation.batch(count)))
+        inputs = {k: np.asarray(v) for k, v in x.items()}
+        return inputs, f"the first {len(inputs['token_ids'])} validation windows"
+
+    def quantize(self, model, mode):
+        # The backbone holds every weight; the preprocessor (a tokenizer,
+        # never built) would make `GPT2CausalLM.quantize` fail.
+        model.backbone.quantize(mode)
+
     def example_input(self, config, batch_size=2):
         import numpy as np
 

@@ -142,6 +142,21 @@ class ImageClassifierTask(Task):
             "class_names": list(data.class_names), "counts": matrix.tolist(),
         })
 
+    def serving_model(self, model):
+        """Images in [0, 1] (8-bit pixels / 255), float32 `(batch, height,
+        width, channels)`, to class probabilities `(batch, num_classes)`
+        in the order of `config.json`'s `data.class_names`. The network
+        itself takes [-1, 1]; the export rescales first."""
+        import keras
+
+        images = keras.Input(model.inputs[0].shape[1:], name="images")
+        probabilities = model(keras.layers.Rescaling(2.0, offset=-1.0, name="from_unit_interval")(images))
+        return keras.Model(images, probabilities, name="image_classifier_probabilities")
+
+    def serving_examples(self, config, load_data, count):
+        images, _ = load_data().test_arrays
+        return (images[:count] + 1.0) / 2.0, f"the first {min(count, len(images))} test images"
+
     def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
         """A row per image: `path`, `class`, `probability`, then `class_<k>`
         and `probability_<k>` for the next likeliest classes, up to `top_k`
