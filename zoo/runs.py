@@ -3,7 +3,8 @@
 A run directory holds:
 
 - `config.json`: the resolved model and training config;
-- `env.json`: package versions, devices, strategy and replica count;
+- `env.json`: package versions, devices, strategy and replica count, and
+  the dtype policy and XLA setting with the reason for them (`precision`);
 - `logs/`: TensorBoard events (`train/`, `validation/`, and the final
   metrics and hparams at the top);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
@@ -98,8 +99,11 @@ def default_run_dir(name):
     return os.path.join("runs", name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
-def env_info(strategy):
-    """Versions, devices and the strategy, for `env.json`."""
+def env_info(strategy, precision=None):
+    """Versions, devices, the strategy and the precision, for `env.json`.
+
+    `precision` is `zoo.precision.Choice.describe()`: policy, XLA, reason.
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -119,6 +123,7 @@ def env_info(strategy):
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "strategy": distribute.describe(strategy),
         "tf_config": distribute.tf_config(),
+        "precision": precision,
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -138,8 +143,11 @@ def config_mismatch(saved, new):
     return diffs
 
 
-def print_summary(run_dir, metrics):
+def print_summary(run_dir, metrics, precision=None):
     print(f"\nRun finished: {run_dir}")
+    if precision:
+        xla = {True: "XLA on", False: "XLA off"}.get(precision["jit_compile"], "XLA auto")
+        print(f"Precision: {precision['policy']}, {xla} ({precision['reason']})")
     width = max(len(k) for k in metrics) if metrics else 0
     for key, value in metrics.items():
         print(f"  {key:<{width}}  {value:.6g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")

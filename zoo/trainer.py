@@ -45,6 +45,7 @@ class _Session:
     write_dir: str = None
     overrides: dict = dataclasses.field(default_factory=dict)
     batch_size_given: bool = False
+    precision: object = None
 
 
 def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **options):
@@ -61,7 +62,8 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
             the summary. Defaults to "auto".
         **options: training options, the fields of `zoo.config.TrainConfig`
             (`epochs`, `batch_size`, `learning_rate`, `strategy`, `seed`,
-            `mixed_precision`, `steps_per_execution`, `jit_compile`,
+            `mixed_precision` ("auto" by default, see `zoo.precision`),
+            `steps_per_execution`, `jit_compile`,
             `log_every_n_steps`, `profile_batch`, `preset`, and
             `data_options` as a dict), whose defaults are the recipe's; any
             other keyword is a model config field.
@@ -82,8 +84,9 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
                     "Use another --run-dir for a new run.")
         return runs.Run.load(session.run_dir)
     _start_tensorflow(session)
-    with _dtype_policy(session.train_config.mixed_precision):
-        _load_data(session, data, options)
+    _load_data(session, data, options)
+    _choose_precision(session)
+    with _dtype_policy(session.precision.policy):
         _open_run_dir(session)
         model = _build_model(session)
         checkpoint, guard, fit_callbacks = _make_callbacks(session, model, callbacks)
@@ -150,12 +153,12 @@ def _start_tensorflow(session):
 
 
 @contextlib.contextmanager
-def _dtype_policy(mixed_precision):
+def _dtype_policy(policy):
     """Sets Keras' global dtype policy for one run and restores the old one."""
     import keras
 
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(mixed_precision or "float32")
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
@@ -195,6 +198,20 @@ def _load_data(session, data, options):
     session.config_json = runs.config_json(session.name, session.model_config, train_config, dataset)
 
 
+def _choose_precision(session):
+    """Phase 3b: the dtype policy and XLA setting for this machine and model.
+
+    After the data, which can set the model's size (a preset's
+    architecture); see `zoo.precision` for what "auto" picks.
+    """
+    from zoo import precision
+
+    train_config = session.train_config
+    session.precision = precision.choose(
+        train_config.mixed_precision, train_config.jit_compile,
+        num_params=session.entry.task.count_params(session.model_config))
+
+
 def _open_run_dir(session):
     """Phase 4: refuse another run's directory, then write the config.
 
@@ -213,7 +230,6 @@ def _open_run_dir(session):
     if session.chief:
         session.write_dir = run_dir
         write_json(os.path.join(run_dir, runs.CONFIG), session.config_json)
-        write_json(os.path.join(run_dir, "env.json"), runs.env_info(session.strategy))
     else:
         session.write_dir = tempfile.mkdtemp(prefix=f"zoo-{distribute.task_id()}-")
 
@@ -226,6 +242,11 @@ def _build_model(session):
         model = task.build(session.entry.build, session.model_config, train_config.preset, session.data)
         task.prepare(model, session.data)
         task_lib.compile_model(task, model, session.model_config, train_config, steps_per_epoch)
+    # The XLA setting as Keras resolved it, beside the policy and why.
+    session.precision = dataclasses.replace(session.precision, jit_compile=model.jit_compile)
+    if session.chief:
+        write_json(os.path.join(session.run_dir, "env.json"),
+                   runs.env_info(session.strategy, session.precision.describe()))
     return model
 
 
@@ -317,5 +338,5 @@ def _finish(session, model, checkpoint, verbose):
     else:
         shutil.rmtree(session.write_dir, ignore_errors=True)
     if verbose != 0 and session.chief:
-        runs.print_summary(run_dir, metrics)
+        runs.print_summary(run_dir, metrics, session.precision.describe())
     return runs.Run(run_dir, metrics, session.config_json, history, model)
