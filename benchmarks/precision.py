@@ -43,6 +43,9 @@ RUNS = {
     },
 }
 REPEATS = {"tiny": 1, "quick": 1, "full": 2}
+# Each zoo.train builds a fresh model and its first epoch is not timed, so
+# the quick size skips the warm-up round (a shared 2-core machine).
+WARMUP = {"tiny": 0, "quick": 0, "full": 1}
 GPT2_SMALL = {
     "tiny": dict(vocabulary_size=512, num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64,
                  max_sequence_length=64, sequence_length=64, batch_size=2, steps=2, chars=8_000),
@@ -133,8 +136,11 @@ def _torch_gpt2(name, kwargs, windows, steps, notes):
     return contenders, batch
 
 
-def precision_train(size="full", only=None):
-    """Every model: `zoo.train` under float32 and under "auto", side by side."""
+def precision_train(size="full", only=None, models=None):
+    """Every model: `zoo.train` under float32 and under "auto", side by side.
+
+    `models` (list of str) limits the run to some models; defaults to all.
+    """
     import zoo
     from zoo import config as config_lib
     from zoo import precision, registry
@@ -144,7 +150,7 @@ def precision_train(size="full", only=None):
     hardware = precision.detect()
     native_bf16 = precision.choose("auto", hardware=hardware).policy != "float32"
     results, ratios, bars, notes = {}, {}, [], []
-    for name in zoo.list_models():
+    for name in models or zoo.list_models():
         entry = registry.get_entry(name)
         kwargs, windows = _kwargs(name, size, tmp)
         config = registry.get_config(name, **{k: v for k, v in kwargs.items()
@@ -163,7 +169,7 @@ def precision_train(size="full", only=None):
             contenders = {k: v for k, v in contenders.items() if k == only}
             if not contenders:
                 continue
-        samples = common.alternate(contenders, REPEATS[size])
+        samples = common.alternate(contenders, REPEATS[size], warmup=WARMUP[size])
         tokens = entry.task.tokens_per_example(config)
         batch = batch or kwargs.get("batch_size") or entry.task.default_batch_size(
             kwargs.get("data_options", {}).get("num_train", 10_000))
