@@ -34,6 +34,11 @@ RUNS = {
         "quick": dict(epochs=2),
         "full": dict(epochs=3),
     },
+    "image_classifier": {
+        "tiny": dict(epochs=2, tiny=True),
+        "quick": dict(epochs=2),
+        "full": dict(epochs=3),
+    },
     "gpt2_textgen": {
         # `chars` of the embedded corpus: about 8 steps an epoch at the
         # default config (batch 16, 128 tokens), 2 at the tiny one.

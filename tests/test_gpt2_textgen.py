@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from zoo import hub
 from zoo.data import text as corpus
 from zoo.metrics import text as text_metrics
 from zoo.models import gpt2_textgen as g
@@ -100,8 +101,8 @@ def test_bad_inputs(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="Preset directory"):
         generation.load_preset(str(tmp_path / "nope"))
     # Offline, a built-in name fails at once with what to do instead.
-    monkeypatch.setattr(g, "_kaggle_reachable", lambda timeout=3.0: False)
-    monkeypatch.setattr(g, "_builtin_cached", lambda preset: False)
+    monkeypatch.setattr(hub, "kaggle_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(hub, "builtin_cached", lambda preset: False)
     with pytest.raises(ConnectionError, match="need the network.*save_to_preset"):
         generation.load_preset("gpt2_base_en")
 

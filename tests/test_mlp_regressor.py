@@ -39,7 +39,8 @@ def test_friedman1_trains_and_beats_the_mean_baseline(tmp_path):
     assert metrics["test_mse"] < 0.5 * metrics["baseline_mse"]
     assert metrics["test_r2"] > 0.5 and abs(metrics["baseline_r2"]) < 0.05
     assert set(metrics) >= {"test_mse", "test_mae", "test_r2", "baseline_mse", "baseline_mae", "baseline_r2"}
-    assert run.config["data"] == {"name": "friedman1", "num_train": 1000}
+    assert run.config["data"] == {"name": "friedman1", "num_train": 1000,
+                                  "features": [f"x{i}" for i in range(10)], "targets": ["y"]}
 
 
 def test_saved_model_predicts_from_raw_features(tmp_path):

@@ -53,7 +53,7 @@ def test_info_describes_every_field(name):
 
 
 def test_unknown_model_suggests_the_closest():
-    with pytest.raises(KeyError, match="Did you mean 'gpt2_textgen'.*Available: dcgan, gpt2_textgen, mlp_regressor"):
+    with pytest.raises(KeyError, match="Did you mean 'gpt2_textgen'.*Available: dcgan, gpt2_textgen, image_classifier, mlp_regressor"):
         zoo.get("gpt2_textgne")
 
 
@@ -115,7 +115,7 @@ def test_duplicate_registration_is_an_error():
 
 def test_list_models_wildcards():
     assert zoo.list_models("gpt*") == ["gpt2_textgen"]
-    assert zoo.list_models("*_*") == ["gpt2_textgen", "mlp_regressor"]
+    assert zoo.list_models("*_*") == ["gpt2_textgen", "image_classifier", "mlp_regressor"]
     assert zoo.list_models("nothing*") == []
 
 
@@ -149,7 +149,7 @@ def test_cli_user_errors_have_no_traceback():
     assert out.returncode == 2
     assert out.stderr.strip() == (
         "error: Unknown model 'mlp_regresor'. Did you mean 'mlp_regressor'? "
-        "Available: dcgan, gpt2_textgen, mlp_regressor."
+        "Available: dcgan, gpt2_textgen, image_classifier, mlp_regressor."
     )
     out = subprocess.run(
         [*ZOO, "train", "mlp_regressor", "--set", "hidden_units=[0]", "--run-dir", "/nonexistent/x"],

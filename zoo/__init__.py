@@ -3,7 +3,7 @@
 ```python
 import zoo
 
-zoo.list_models()                          # ['dcgan', 'gpt2_textgen', 'mlp_regressor']
+zoo.list_models()                          # ['dcgan', 'gpt2_textgen', 'image_classifier', 'mlp_regressor']
 model = zoo.get("gpt2_textgen", num_layers=2)
 run = zoo.train("mlp_regressor", epochs=5)
 ```

@@ -1,8 +1,10 @@
 """The `zoo` command: list, info, train, generate and launch.
 
-User mistakes (an unknown model, a bad override, a missing file) print one
-clear `error:` line and exit with status 2, never a TensorFlow traceback;
-zoo's own bugs keep their traceback. Set `ZOO_DEBUG=1` to see the traceback
+User mistakes (an unknown model, a bad override, a missing file, a corrupt
+file, a run directory another process is training) print one clear
+`error:` line and exit with status 2, never a TensorFlow traceback; a run
+stopped by its circumstances (a diverged loss, a full disk) prints one and
+exits with status 1; zoo's own bugs keep their traceback. Set `ZOO_DEBUG=1` to see the traceback
 of a user mistake too.
 
 The training flags come from `zoo.config.TrainConfig` (one flag a field,
@@ -16,8 +18,11 @@ import sys
 
 from zoo import config as config_lib
 from zoo import quiet
+from zoo.files import WriteError
 
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, ConnectionError, config_lib.ConfigTypeError)
+# Not a mistake in the command, not a bug either: one `error:` line, status 1.
+RUN_ERRORS = (FloatingPointError, WriteError)
 
 # TrainConfig fields with a flag of their own: field -> argparse keywords.
 # `data`, `data_options` and `preset` are set from the flags below.
@@ -32,6 +37,7 @@ _TRAIN_FLAGS = {
     "jit_compile": dict(default="auto", choices=["auto", "true", "false"]),
     "log_every_n_steps": dict(type=int, default=50),
     "profile_batch": dict(metavar="START,STOP"),
+    "checkpoint_every_seconds": dict(type=float, metavar="SECONDS"),
 }
 
 
@@ -177,7 +183,9 @@ def run_training(name, args):
         return 130
     except USER_ERRORS as e:
         return _fail(e)
-    except FloatingPointError as e:
+    except RUN_ERRORS as e:
+        if os.environ.get("ZOO_DEBUG"):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
@@ -283,6 +291,9 @@ def _cmd_generate(args):
         return generate(args)
     except USER_ERRORS as e:
         return _fail(e)
+    except WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def build_parser():

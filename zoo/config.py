@@ -261,6 +261,9 @@ class TrainConfig:
         data_options: tuple[tuple[str, str | int | float | bool | tuple[str, ...] | None], ...].
             Dataset options, such as (("target", "price"),).
         preset: str | None. The preset the model started from.
+        checkpoint_every_seconds: float. Save a checkpoint at an epoch's end
+            only when this many seconds have passed since the last one (the
+            last epoch is always saved); 0 saves every epoch. Defaults to 1.0.
     """
 
     epochs: int = 10
@@ -276,6 +279,7 @@ class TrainConfig:
     data: str | None = None
     data_options: tuple[tuple[str, str | int | float | bool | tuple[str, ...] | None], ...] = ()
     preset: str | None = None
+    checkpoint_every_seconds: float = 1.0
 
     def __post_init__(self):
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -297,6 +301,11 @@ class TrainConfig:
         require(
             self.log_every_n_steps >= 0, "log_every_n_steps", self.log_every_n_steps,
             "must be 0 (off) or a positive step count",
+        )
+        require(
+            self.checkpoint_every_seconds >= 0 and math.isfinite(self.checkpoint_every_seconds),
+            "checkpoint_every_seconds", self.checkpoint_every_seconds,
+            "must be 0 (every epoch) or a positive number of seconds",
         )
 
     @classmethod

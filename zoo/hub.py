@@ -56,6 +56,39 @@ def check_local(preset):
             f"'{preset}' is not a keras-hub preset directory: it has no config.json. "
             "Runs save theirs in <run>/preset."
         )
+    check_files(preset)
+
+
+def check_files(preset):
+    """Raises a `ValueError` naming the first unreadable file of a preset.
+
+    Every JSON file must parse and every `.h5` weights file must open as
+    HDF5 (a truncated one does not), before anything uses the preset.
+    """
+    what_to_do = ("Save the preset again (`save_to_preset`, or rerun the run that wrote it), "
+                  "or use another preset.")
+    for root, dirs, names in os.walk(preset):
+        dirs.sort()
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            if name.endswith(".json"):
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        json.load(f)
+                except (OSError, ValueError) as e:
+                    raise ValueError(f"Preset file '{path}' is corrupt: it is not valid JSON "
+                                     f"({e}). {what_to_do}") from None
+            elif name.endswith(".h5"):
+                import h5py
+
+                try:
+                    with h5py.File(path, "r"):
+                        pass
+                except (OSError, ValueError) as e:
+                    reason = str(e).split(" (", 1)[0]
+                    raise ValueError(f"Preset file '{path}' is corrupt: it does not open as "
+                                     f"an HDF5 weights file ({reason}; {os.path.getsize(path)} "
+                                     f"bytes, truncated?). {what_to_do}") from None
 
 
 def from_preset(cls, preset, **kwargs):
@@ -109,15 +142,8 @@ def backbone_config(preset, fields):
     preset = os.fspath(preset)
     if is_local(preset):
         check_local(preset)
-        path = os.path.join(preset, "config.json")
-        try:
-            with open(path) as f:
-                config = json.load(f).get("config", {})
-        except (OSError, ValueError) as e:
-            raise ValueError(
-                f"Preset file '{path}' cannot be read ({e}). Save the preset again with "
-                "`save_to_preset`, or use another preset."
-            ) from None
+        with open(os.path.join(preset, "config.json")) as f:
+            config = json.load(f).get("config", {})
     else:
         from keras_hub.src.utils.preset_utils import load_json
 

@@ -15,10 +15,13 @@ Two layers:
 The `zoo` command and the recipes go one step further with
 `filter_stderr()`: for the whole process, stderr passes through the same
 filter line by line, since TensorFlow logs the failed `cuInit` of a
-CPU-only machine later, when its runtime starts.
+CPU-only machine later, when its runtime starts. The filter runs in a
+child process of its own, not a thread, so what a dying process writes
+last (faulthandler's report of a segfault, "Fatal Python error", an abort
+message) still reaches the terminal after the process is gone.
 
-Python exceptions are never touched, and `ZOO_VERBOSE_TF=1` turns the
-filters off.
+Python exceptions and fatal-error output are never touched, and
+`ZOO_VERBOSE_TF=1` turns the filters off.
 """
 
 import atexit
@@ -28,6 +31,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 
 _GLOG = re.compile(r"^([IWEF])\d{4} ")
 _NOISE = (
@@ -95,32 +99,65 @@ def import_tensorflow():
 def filter_stderr():
     """Filters TensorFlow's noise out of this process' stderr until exit.
 
-    File descriptor 2 is pointed at a pipe; a thread copies each line to
-    the real stderr unless `filter_noise` drops it. Everything else,
-    tracebacks included, passes unchanged.
+    File descriptor 2 is pointed at a pipe; a forked child process copies
+    each line to the real stderr unless `filter_noise` drops it, and exits
+    when the pipe closes: when this process exits, however it dies. So
+    everything else, tracebacks and fatal-error reports included, passes
+    unchanged, even from a process that crashed. Call it early, before
+    TensorFlow starts its threads: once TensorFlow is imported or other
+    threads run, it does nothing (a fork then is not safe).
     """
     if os.environ.get("ZOO_VERBOSE_TF") or getattr(filter_stderr, "active", False):
         return
+    if "tensorflow" in sys.modules or threading.active_count() > 1 or not hasattr(os, "fork"):
+        return
     filter_stderr.active = True
     sys.stderr.flush()
-    real = os.dup(2)
     read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # The filter.
+        try:
+            os.close(write_end)
+            _pump(read_end)
+        finally:
+            os._exit(0)
+    os.close(read_end)
     os.dup2(write_end, 2)
     os.close(write_end)
+    import faulthandler
 
-    def pump():
-        with os.fdopen(read_end, "rb") as pipe, os.fdopen(real, "wb", buffering=0) as out:
-            for line in pipe:
-                text = filter_noise(line.decode(errors="replace"))
-                if text:
-                    out.write(text.encode())
-
-    thread = threading.Thread(target=pump, name="zoo-stderr-filter", daemon=True)
-    thread.start()
+    if faulthandler.is_enabled():
+        faulthandler.enable()  # Re-binds to the new fd 2, which the filter drains.
 
     def restore():
         sys.stderr.flush()
-        os.close(2)  # Closes the pipe's last writer, so the pump drains and ends.
-        thread.join(timeout=5)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)  # Closes this process' end of the pipe.
+        os.close(devnull)
+        # Wait (briefly) for the filter to write the last lines, so they
+        # come before the shell's next prompt.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if os.waitpid(pid, os.WNOHANG) != (0, 0):
+                return
+            time.sleep(0.01)
 
     atexit.register(restore)
+
+
+def _pump(read_end):
+    """The filter child: pipe in, filtered lines out to the real stderr."""
+    import signal
+
+    # Ctrl-C reaches the whole process group; the filter must outlive the
+    # process it serves to pass on its last words.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)  # Do not hold the parent's stdout open.
+    with os.fdopen(read_end, "rb") as pipe:
+        for line in pipe:
+            text = filter_noise(line.decode(errors="replace"))
+            if text:
+                os.write(2, text.encode())

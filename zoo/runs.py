@@ -9,26 +9,50 @@ A run directory holds:
   metrics and hparams at the top);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
 - `history.json`, `model.keras` and `metrics.json`, written last: a run
-  with `metrics.json` is finished.
+  with `metrics.json` is finished;
+- `.lock`: the id of the process training it, while one does.
 
 Every file is written atomically (`zoo.files`), so a crash never leaves half
-of one.
+of one. `open_run_dir` is how the trainer enters a directory: it checks the
+path, takes the lock (a second process is refused at once, with the first
+one's id; the lock of a killed process does not count), clears what
+interrupted writes left, and reads the saved config; `resume_plan` then
+decides whether the run resumes, continues with more epochs, is already
+finished, or is refused.
 """
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import platform
+import socket
 import sys
+import time
 
 from zoo import config as config_lib
 from zoo import distribute
 from zoo import registry
+from zoo import files
 from zoo.files import json_default, read_json
 
 CONFIG = "config.json"
 METRICS = "metrics.json"
+LOCK = ".lock"
+# What a run directory may hold before its config.json exists: a run
+# killed while starting leaves these.
+_STARTING = {LOCK, "env.json", "logs", "checkpoints"}
+# Training fields that may change when a run resumes: how it executes
+# (devices, steps per call, XLA), what it logs and how often it checkpoints
+# change neither the model nor what it learns. (A multi-worker resume must
+# run 1 step per execution, so that one follows the strategy.)
+RESUMABLE_FIELDS = ("strategy", "steps_per_execution", "jit_compile", "log_every_n_steps",
+                    "profile_batch", "checkpoint_every_seconds")
+
+
+class RunLockedError(ValueError):
+    """Another live process is training in the run directory."""
 
 
 def load_model(path, **kwargs):
@@ -128,19 +152,196 @@ def env_info(strategy, precision=None):
     }
 
 
-def config_mismatch(saved, new):
-    """The fields in which two `config.json` dicts differ, as readable lines."""
+def config_mismatch(saved, new, ignore=RESUMABLE_FIELDS):
+    """The fields in which two `config.json` dicts differ, as readable lines.
+
+    Training fields in `ignore` (`RESUMABLE_FIELDS`: execution, logging and
+    checkpoint settings) may differ; so may a training field the saved config lacks, one that a
+    newer zoo added.
+    """
     diffs = []
     # Compare as JSON sees them: a saved tuple reads back as a list.
     new = json.loads(json.dumps(new, default=json_default))
     for section in ("model", "train"):
         a, b = saved.get(section, {}), new.get(section, {})
         for key in sorted(set(a) | set(b)):
-            if key in ("strategy",):
-                continue  # A run may resume under another strategy.
+            if section == "train" and (key in ignore or key not in a):
+                continue
             if a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: saved {a.get(key)!r}, now {b.get(key)!r}")
     return diffs
+
+
+def check_run_dir(run_dir):
+    """Raises a `ValueError` unless `run_dir` can be a run directory.
+
+    That is a path that does not exist yet (under a writable folder), an
+    empty folder, or a folder that holds a zoo run; never a file, or a
+    folder of other things. Runs before anything is written.
+    """
+    run_dir = os.fspath(run_dir)
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise ValueError(
+            f"Invalid value for `--run-dir`: '{run_dir}' is a file, not a directory. Give a "
+            "new path (it is created) or the directory of a run to resume. "
+            f"Received: run_dir='{run_dir}'.")
+    if os.path.isdir(run_dir):
+        entries = set(os.listdir(run_dir))
+        is_run = CONFIG in entries or os.path.exists(os.path.join(run_dir, "checkpoints", "state.json"))
+        if not is_run and not all(e in _STARTING or e.startswith(files.TMP_PREFIX) for e in entries):
+            shown = ", ".join(sorted(entries)[:5]) + (", ..." if len(entries) > 5 else "")
+            raise ValueError(
+                f"Invalid value for `--run-dir`: '{run_dir}' is a folder that holds no zoo run "
+                f"(no {CONFIG}) but other files ({shown}); zoo does not write into it. Give a "
+                f"new or empty folder. Received: run_dir='{run_dir}'.")
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise ValueError(
+                f"Invalid value for `--run-dir`: '{run_dir}' is not writable. "
+                f"Received: run_dir='{run_dir}'.")
+        return
+    parent = os.path.dirname(os.path.abspath(run_dir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"Invalid value for `--run-dir`: '{parent}' is a file, so '{run_dir}' cannot be "
+            f"created under it. Received: run_dir='{run_dir}'.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Invalid value for `--run-dir`: '{run_dir}' cannot be created, since '{parent}' "
+            f"is not writable. Received: run_dir='{run_dir}'.")
+
+
+def _lock_owner(path):
+    """`(pid, host, started)` from a lock file, None where unreadable."""
+    try:
+        with open(path) as f:
+            owner = json.load(f)
+        return int(owner["pid"]), owner.get("host"), owner.get("started")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, None, None
+
+
+def _refuse(run_dir, path):
+    pid, host, started = _lock_owner(path)
+    who = f"process {pid}" + (f" on {host}" if host else "") if pid else "another process"
+    since = f" (since {started})" if started else ""
+    raise RunLockedError(
+        f"Run directory '{run_dir}' is being trained by {who}{since}. Wait for it to "
+        f"finish{f' or stop it (kill {pid})' if pid else ''}, then rerun to resume; or "
+        "use another --run-dir.")
+
+
+def check_unlocked(run_dir):
+    """Raises `RunLockedError` if a live process holds the lock of `run_dir`.
+
+    A probe that takes and drops the lock at once, so a second process is
+    refused before it starts TensorFlow; `locked` takes it for the run.
+    """
+    import fcntl
+
+    path = os.path.join(run_dir, LOCK)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _refuse(run_dir, path)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds `run_dir/.lock` while the block runs; another holder is refused.
+
+    The lock is an `flock` on the file, which the kernel drops when its
+    process dies however it dies, so the lock of a killed run never blocks
+    a resume; the file holds the owner's pid and host for the message.
+
+    Raises:
+        RunLockedError: a live process holds the lock. Raised at once.
+    """
+    import fcntl
+
+    path = os.path.join(run_dir, LOCK)
+    tries = 0
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            tries += 1
+            if tries >= 5:
+                _refuse(run_dir, path)
+            time.sleep(0.05)  # Perhaps only another process' `check_unlocked` probe.
+            continue
+        # The file may have been unlinked by its last owner between our
+        # open and our lock: then it is not the lock any more; try again.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        owner = {"pid": os.getpid(), "host": socket.gethostname(),
+                 "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.write(fd, (json.dumps(owner) + "\n").encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(path)  # Still locked, so no one else holds this file.
+        os.close(fd)
+
+
+def read_config(run_dir):
+    """The saved `config.json` of `run_dir`, or None for a new run.
+
+    Raises:
+        zoo.files.CorruptFileError: the file cannot be parsed.
+    """
+    path = os.path.join(run_dir, CONFIG)
+    return read_json(path, what_to_do=(
+        "The run cannot be checked against this command's settings. If this command has the "
+        f"settings the run was started with, delete '{path}' and rerun: the run resumes from "
+        "its checkpoint and the file is written again. Otherwise use another --run-dir."))
+
+
+def resume_plan(run_dir, saved, new, finished):
+    """What to do with an existing run directory for the config `new`.
+
+    Returns:
+        "new" (no saved run), "resume" (an unfinished run, same config),
+        "continue" (a finished run, only more epochs) or "finished" (the
+        same config, nothing to train).
+
+    Raises:
+        ValueError: the configs differ otherwise, or in fewer epochs; the
+            message lists every difference.
+    """
+    if saved is None:
+        return "new"
+    diffs = config_mismatch(saved, new, ignore=RESUMABLE_FIELDS + ("epochs",))
+    before = saved.get("train", {}).get("epochs")
+    after = new["train"]["epochs"]
+    if isinstance(before, int) and after < before:
+        diffs.append(f"train.epochs: saved {before}, now {after} (a run's epochs can only grow)")
+    if diffs:
+        state = "a finished run" if finished else "a run"
+        raise ValueError(
+            f"Run directory {run_dir} holds {state} with another config, so it cannot "
+            f"{'continue' if finished else 'resume'} with this one: {'; '.join(diffs)}. Use "
+            "another --run-dir, or the same settings as that run (only --epochs may grow, "
+            "to train it further).")
+    if finished:
+        return "continue" if isinstance(before, int) and after > before else "finished"
+    return "resume"
 
 
 def print_summary(run_dir, metrics, precision=None):

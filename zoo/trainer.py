@@ -2,7 +2,7 @@
 
 `train` reads as its phases: resolve the configs, load and check the data
 (before anything is written, so bad input leaves nothing behind), open the
-run directory, build and compile the model inside the `tf.distribute`
+run directory (locked, checked against a saved config), build and compile the model inside the `tf.distribute`
 strategy's scope, resume from the last checkpoint, `fit` with TensorBoard
 logging, then evaluate and save. What a run directory holds is described in
 `zoo.runs`; the callbacks are in `zoo.callbacks`.
@@ -12,16 +12,18 @@ import contextlib
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 
 from zoo import config as config_lib
 from zoo import distribute
+from zoo import files
 from zoo import quiet
 from zoo import registry
 from zoo import runs
 from zoo import task as task_lib
 from zoo.config import TrainConfig
-from zoo.files import atomic_path, read_json, write_json
+from zoo.files import atomic_path, write_json
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -46,6 +48,8 @@ class _Session:
     overrides: dict = dataclasses.field(default_factory=dict)
     batch_size_given: bool = False
     precision: object = None
+    fitting: bool = False
+    plan: str = "new"
 
 
 def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **options):
@@ -78,20 +82,23 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
     ```
     """
     session = _resolve(name, data, run_dir, verbose, options)
-    if runs.is_finished(session.run_dir):
-        # Every worker checks, so none of them waits alone for a finished run.
-        session.say(f"Run {session.run_dir} already finished; not training again. "
-                    "Use another --run-dir for a new run.")
-        return runs.Run.load(session.run_dir)
     _start_tensorflow(session)
     _load_data(session, data, options)
     _choose_precision(session)
     with _dtype_policy(session.precision.policy):
-        _open_run_dir(session)
-        model = _build_model(session)
-        checkpoint, guard, fit_callbacks = _make_callbacks(session, model, callbacks)
-        _fit(session, model, checkpoint, guard, fit_callbacks, verbose)
-        return _finish(session, model, checkpoint, verbose)
+        with _run_dir(session) as plan:
+            session.plan = plan
+            if plan == "finished":
+                # Every worker checks, so none of them waits alone for a finished run.
+                session.say(f"Run {session.run_dir} already finished; not training again. "
+                            "Use another --run-dir for a new run, or more --epochs to train "
+                            "it further.")
+                return runs.Run.load(session.run_dir)
+            model = _build_model(session)
+            checkpoint, guard, fit_callbacks = _make_callbacks(session, model, callbacks)
+            session.fitting = True
+            _fit(session, model, checkpoint, guard, fit_callbacks, verbose)
+            return _finish(session, model, checkpoint, verbose)
 
 
 def _resolve(name, data, run_dir, verbose, options):
@@ -135,6 +142,9 @@ def _resolve(name, data, run_dir, verbose, options):
     chief = distribute.is_chief()
     say = print if (chief and verbose != 0) else (lambda *a, **k: None)
     run_dir = os.fspath(run_dir) if run_dir else runs.default_run_dir(name)
+    runs.check_run_dir(run_dir)
+    if chief:
+        runs.check_unlocked(run_dir)  # Refused before TensorFlow starts.
     return _Session(name, entry, model_config, train_config, run_dir, chief, say,
                     overrides=overrides, batch_size_given=given.get("batch_size") is not None)
 
@@ -212,26 +222,72 @@ def _choose_precision(session):
         num_params=session.entry.task.count_params(session.model_config))
 
 
-def _open_run_dir(session):
-    """Phase 4: refuse another run's directory, then write the config.
+@contextlib.contextmanager
+def _run_dir(session):
+    """Phase 4: enter the run directory; yields the `runs.resume_plan`.
 
-    A non-chief worker writes into a temporary directory of its own.
+    The chief creates the directory, holds its lock for the whole run,
+    removes what interrupted writes left, checks the saved config against
+    this one and writes the config; a non-chief worker only checks, and
+    writes into a temporary directory of its own. A directory this call
+    created is removed again when the run fails before training starts,
+    so a bad preset or model leaves nothing behind.
     """
     run_dir = session.run_dir
-    saved = read_json(os.path.join(run_dir, runs.CONFIG))
-    if saved is not None:
-        diffs = runs.config_mismatch(saved, session.config_json)
-        if diffs:
-            raise ValueError(
-                f"Run directory {run_dir} holds a run with another config, so it "
-                f"cannot resume with this one: {'; '.join(diffs)}. Use another "
-                "--run-dir, or the same settings as that run."
-            )
-    if session.chief:
-        session.write_dir = run_dir
-        write_json(os.path.join(run_dir, runs.CONFIG), session.config_json)
-    else:
+    if not session.chief:
+        plan = _plan(session)
         session.write_dir = tempfile.mkdtemp(prefix=f"zoo-{distribute.task_id()}-")
+        yield plan
+        return
+    created = not os.path.exists(run_dir)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"Invalid value for `--run-dir`: '{run_dir}' cannot be created "
+                         f"({e.strerror}). Received: run_dir='{run_dir}'.") from None
+    with runs.locked(run_dir):
+        try:
+            for path in files.remove_stale_temps(run_dir):
+                session.say(f"Removed {os.path.relpath(path, run_dir)}, left in {run_dir} "
+                            "by an interrupted write.")
+            plan = _plan(session)
+            session.write_dir = run_dir
+            if plan == "continue":
+                # Unfinished first, then the new epochs: a kill in between
+                # leaves a run that resumes.
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(run_dir, runs.METRICS))
+            if plan != "finished":
+                write_json(os.path.join(run_dir, runs.CONFIG), session.config_json)
+                write_json(os.path.join(run_dir, "env.json"),
+                           runs.env_info(session.strategy, session.precision.describe()))
+            yield plan
+        except BaseException:
+            if created and not session.fitting:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+
+
+def _plan(session):
+    """`runs.resume_plan` for this session; a finished run with more epochs
+    continues unless it stopped early."""
+    run_dir = session.run_dir
+    # The config before `metrics.json`: the chief of a continued run
+    # removes `metrics.json` before it writes the new config.
+    saved = runs.read_config(run_dir)
+    plan = runs.resume_plan(run_dir, saved, session.config_json, runs.is_finished(run_dir))
+    if plan in ("resume", "continue"):
+        from zoo.callbacks import Checkpoint
+
+        # Read and check the checkpoint now, before anything is written.
+        checkpoint = Checkpoint(os.path.join(run_dir, "checkpoints"))
+        checkpoint.check()
+        if plan == "continue" and checkpoint.state.get("stopped_early"):
+            raise ValueError(
+                f"Run {run_dir} stopped early at epoch {checkpoint.state.get('epoch')} (its "
+                "validation loss stopped improving), so more epochs would not train it "
+                "further. Use another --run-dir for a new run.")
+    return plan
 
 
 def _build_model(session):
@@ -258,11 +314,20 @@ def _make_callbacks(session, model, user_callbacks):
     task_callbacks = task.callbacks(model, session.data, train_config, session.run_dir)
     # Every worker resumes from the chief's checkpoint (read-only), so all
     # restore the same epoch; a non-chief's own directory is new and empty.
-    checkpoint = Checkpoint(os.path.join(session.write_dir, "checkpoints"), task_callbacks,
-                            restore_dir=os.path.join(session.run_dir, "checkpoints"))
+    checkpoint = Checkpoint(
+        os.path.join(session.write_dir, "checkpoints"), task_callbacks,
+        restore_dir=os.path.join(session.run_dir, "checkpoints"),
+        # Workers decide alike: reading some variables to save them is a
+        # collective op under multi_worker, so a clock's choice could hang.
+        every_seconds=0 if distribute.cluster_workers() > 1 else train_config.checkpoint_every_seconds,
+        warn=(lambda message: print(f"warning: {message}", file=sys.stderr)) if session.chief
+        else (lambda message: None))
     initial_epoch = checkpoint.restore(model)
     distribute.check_resume_epoch(session.strategy, initial_epoch, session.run_dir)
-    if initial_epoch:
+    if session.plan == "continue":
+        session.say(f"Continuing the finished run {session.run_dir} from epoch {initial_epoch} "
+                    f"(step {checkpoint.state.get('step', 0)}) to epoch {train_config.epochs}.")
+    elif initial_epoch:
         session.say(f"Resuming {session.run_dir} from epoch {initial_epoch} "
                     f"(step {checkpoint.state.get('step', 0)}).")
     guard = NaNGuard()

@@ -20,10 +20,15 @@ def list_images(directory):
     """Returns the sorted image paths under `directory`, subfolders included.
 
     Raises:
-        FileNotFoundError: `directory` does not exist or is not a folder.
-        ValueError: it holds no PNG or JPEG file.
+        FileNotFoundError: `directory` does not exist.
+        ValueError: it is a file, or holds no PNG or JPEG file.
     """
     directory = os.fspath(directory)
+    if os.path.isfile(directory):
+        raise ValueError(
+            f"'{directory}' is a file; an image dataset is a folder of PNG/JPEG files (with "
+            f"one subfolder per class for labels). Give its folder, such as "
+            f"'{os.path.dirname(directory) or '.'}'.")
     if not os.path.isdir(directory):
         raise FileNotFoundError(
             f"Image folder '{directory}' not found (looked in {os.path.abspath(directory)})."

@@ -11,7 +11,9 @@ import os
 from zoo import config as config_lib
 
 # Rows needed to split a table into train, validation and test.
-MIN_ROWS = 10
+MIN_ROWS = 20
+# The largest float32: the model trains in float32, where more is `inf`.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_ROWS):
@@ -31,9 +33,10 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: a named column is missing, a cell is not a number, cells
-            are empty, or a column is constant. The message names the file,
-            column and row.
+        ValueError: a column has no name or the name of another, a named
+            column is missing, a cell is not a number or not finite (`inf`,
+            `1e999`), cells are empty, or a column is constant. The message
+            names the file, column and row.
     """
     import numpy as np
 
@@ -51,6 +54,16 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
     if not rows or not any(c.strip() for c in rows[0]):
         raise ValueError(f"'{path}' is empty: expected a header row and data rows.")
     header = [c.strip() for c in rows[0]]
+    for index, name in enumerate(header):
+        if not name:
+            raise ValueError(
+                f"'{path}', header (line 1), column {index + 1}: the column has no name. "
+                "Every column needs a unique name in the header row (a trailing comma "
+                "makes an empty one).")
+        if header.index(name) != index:
+            raise ValueError(
+                f"'{path}', header (line 1): columns {header.index(name) + 1} and {index + 1} "
+                f"are both named '{name}'. Column names must be unique: rename one.")
     if target is None:
         raise ValueError(
             f"A CSV file needs a target column (`--target COLUMN`). Columns of "
@@ -86,13 +99,21 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
                 parsed.append(math.nan)
                 continue
             try:
-                parsed.append(float(cell))
+                value = float(cell)
             except ValueError:
                 raise ValueError(
                     f"'{path}', row {row_number} (line {row_number + 1}), column "
                     f"'{name}': {cell!r} is not a number. Every feature and target "
                     "column must be numeric."
                 ) from None
+            if not abs(value) <= FLOAT32_MAX:
+                raise ValueError(
+                    f"'{path}', row {row_number} (line {row_number + 1}), column "
+                    f"'{name}': {cell!r} is not a finite number"
+                    + (" a float32 can hold" if math.isfinite(value) else "")
+                    + ". Replace it with a number, or leave the cell empty and drop "
+                    "such rows with `--drop-missing`.")
+            parsed.append(value)
         if row_missing:
             missing.append((row_number, row_missing))
             if drop_missing:

@@ -61,6 +61,11 @@ def read_corpus(data=None, options=None):
         fraction, "must be a number in (0, 1)",
     )
     data = EMBEDDED_DATA if data is None else os.fspath(data)
+    if "tfds_data_dir" in options and data not in TFDS_DATASETS:
+        raise ValueError(
+            f"The data option `tfds_data_dir` applies to the tfds datasets "
+            f"({', '.join(TFDS_DATASETS)}) only, not to '{data}'. Received: "
+            f"tfds_data_dir={options['tfds_data_dir']!r}.")
     if data == EMBEDDED_DATA:
         documents = list(embedded_corpus().values())
     elif data in TFDS_DATASETS:

@@ -41,7 +41,8 @@ def prepared_builder(name, directory=None, *, fallback=None):
         instead = f", or train on the embedded default: {fallback}" if fallback else ""
         raise FileNotFoundError(
             f"tfds dataset '{name}' has not been downloaded to the tfds data dir "
-            f"'{directory}' (looked for {builder.data_path}). zoo does not download it; "
+            f"'{directory}', so it is not in the tfds data dir (looked for "
+            f"{builder.data_path}). zoo does not download it; "
             f"where there is network access run python -c \"import tensorflow_datasets as "
             f"tfds; tfds.load('{name}', data_dir='{directory}')\", then pass that folder "
             f"with --tfds-data-dir (data option tfds_data_dir){instead}."

@@ -3,4 +3,4 @@
 A new model is one module (or package) here and one name in this import.
 """
 
-from zoo.models import dcgan, gpt2_textgen, mlp_regressor  # noqa: F401
+from zoo.models import dcgan, gpt2_textgen, image_classifier, mlp_regressor  # noqa: F401
