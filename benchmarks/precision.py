@@ -192,6 +192,9 @@ def precision_train(size="full", only=None, models=None):
             continue
         f32, chosen = report[f"{name}/float32"], report[f"{name}/auto"]
         step_ratio = common.ratio(chosen.get("step_s"), f32.get("step_s"))
+        if chosen.get("policy") == "float32":
+            notes.append(f"{name}: auto chose float32, so its two contenders train the same way "
+                         "and their ratio is this run's noise.")
         ratios[f"{name} auto/float32 step_s"] = step_ratio
         ratios[f"{name} auto/float32 epoch_s"] = common.ratio(chosen.get("epoch_s"), f32.get("epoch_s"))
         loss_diff = None

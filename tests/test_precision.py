@@ -271,5 +271,5 @@ def test_cli_auto_records_the_choice_in_env_json_and_the_summary(cache, tmp_path
     with open(tmp_path / "run" / "env.json") as f:
         chosen = json.load(f)["precision"]
     assert chosen["requested"] == "auto" and chosen["policy"] == "float32"
-    assert "parameters, under 100,000" in chosen["reason"]
+    assert "parameters, under 1,000,000" in chosen["reason"]
     assert f"Precision: float32, XLA off ({chosen['reason']})" in out.stdout

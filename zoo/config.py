@@ -244,7 +244,7 @@ class TrainConfig:
             with AMX (or AVX512_BF16 where a bfloat16 matmul measures
             faster) and on GPUs of compute capability 8.0+, mixed_float16
             with loss scaling on 7.x GPUs, float32 elsewhere and for models
-            under 100k parameters, and no XLA under bfloat16 on a CPU (see
+            under 1M parameters, and no XLA under bfloat16 on a CPU (see
             env.json for the choice and why); or force "float32",
             "mixed_bfloat16" or "mixed_float16" (None means float32).
             Defaults to "auto".
