@@ -87,6 +87,15 @@ def test_unknown_policy_names_the_choices():
         zoo.TrainConfig(mixed_precision="bf16")
 
 
+def test_a_run_saved_before_auto_resumes_as_float32():
+    from zoo import runs
+
+    saved = {"train": {"mixed_precision": None}}
+    assert runs.config_mismatch(saved, {"train": {"mixed_precision": "float32"}}) == []
+    assert runs.config_mismatch(saved, {"train": {"mixed_precision": "auto"}}) == [
+        "train.mixed_precision: saved 'float32', now 'auto'"]
+
+
 def test_read_cpu_takes_the_first_cpus_model_and_flags(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_bf16\n\n"
@@ -273,3 +282,30 @@ def test_cli_auto_records_the_choice_in_env_json_and_the_summary(cache, tmp_path
     assert chosen["requested"] == "auto" and chosen["policy"] == "float32"
     assert "parameters, under 1,000,000" in chosen["reason"]
     assert f"Precision: float32, XLA off ({chosen['reason']})" in out.stdout
+
+
+@pytest.mark.slow
+def test_precision_benchmark_runs_float32_against_auto(cache, monkeypatch):
+    import sys
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from benchmarks import common
+    from benchmarks import precision as bench_precision
+    from benchmarks import run as bench
+
+    bench.check_names(["precision_train", "gpt2_small"])
+    monkeypatch.setattr(precision, "detect", lambda: AMX)
+    real = common.has_module
+    monkeypatch.setattr(common, "has_module", lambda name: name != "torch" and real(name))
+    result = bench_precision.precision_train("tiny", models=["mlp_regressor"])
+    contenders = result["contenders"]
+    # "auto" kept float32 (a small model) although the CPU has bfloat16, so
+    # the benchmark also runs bfloat16 forced, to show what auto avoided.
+    assert set(contenders) == {"mlp_regressor/float32", "mlp_regressor/auto", "mlp_regressor/mixed_bfloat16"}
+    assert contenders["mlp_regressor/auto"]["policy"] == "float32"
+    assert contenders["mlp_regressor/mixed_bfloat16"]["policy"] == "mixed_bfloat16"
+    assert all(c["step_s"] > 0 and np.isfinite(c["loss_after"]) for c in contenders.values())
+    assert result["ratios"]["mlp_regressor auto/float32 step_s"] > 0
+    assert [b["name"] for b in result["bars"]] == [
+        "mlp_regressor auto/float32 step time", "mlp_regressor loss after the same steps, auto vs float32"]
+    assert any("noise" in n for n in result["notes"])

@@ -164,6 +164,10 @@ def config_mismatch(saved, new, ignore=RESUMABLE_FIELDS):
     new = json.loads(json.dumps(new, default=json_default))
     for section in ("model", "train"):
         a, b = saved.get(section, {}), new.get(section, {})
+        if section == "train":
+            # Before "auto" became the default, None meant float32.
+            a, b = ({**d, "mixed_precision": "float32"} if "mixed_precision" in d and d["mixed_precision"] is None
+                    else d for d in (a, b))
         for key in sorted(set(a) | set(b)):
             if section == "train" and (key in ignore or key not in a):
                 continue
