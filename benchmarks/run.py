@@ -47,6 +47,7 @@ BENCHMARKS = {
     "zoo_overhead": ("tuning", "zoo_overhead", ()),
     "precision_train": ("precision", "precision_train", ()),
     "gpt2_small": ("precision", "gpt2_small", ()),
+    "tensorboard_logger": ("tensorboard_logger", "logger_epoch", ()),
 }
 TORCH_CONTENDERS = {"torch", "torch_float32", "torch_bfloat16", "transformers"}
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")

@@ -117,12 +117,13 @@ def mlp_tuning(size="full", only=None):
     def zoo_variant(async_callbacks=False, **kwargs):
         def run():
             from zoo import callbacks as zoo_callbacks
+            from zoo import tensorboard as zoo_tensorboard
 
             # A control: marking NaNGuard and TensorBoardLogger `async_safe`
             # changes nothing on TensorFlow, whose backend says it is not
             # thread-safe (keras.src.backend.IS_THREAD_SAFE is False), so
             # Keras 3.15 never dispatches batch hooks asynchronously there.
-            patched = (zoo_callbacks.NaNGuard, zoo_callbacks.TensorBoardLogger) if async_callbacks else ()
+            patched = (zoo_callbacks.NaNGuard, zoo_tensorboard.TensorBoardLogger) if async_callbacks else ()
             for cls in patched:
                 cls.async_safe = True
             timer = common.step_timer()
@@ -464,6 +465,7 @@ def zoo_overhead(size="full", only=None):
 
     import zoo
     from zoo import callbacks as zoo_callbacks
+    from zoo import tensorboard as zoo_tensorboard
 
     gpt = training.GPT2_SIZES[size]
     tmp = tempfile.mkdtemp(prefix="zoo-bench-overhead-")
@@ -479,7 +481,7 @@ def zoo_overhead(size="full", only=None):
     if only:
         runs = {only: runs[only]}
     hooks = ("on_train_batch_end", "on_epoch_end", "on_train_end", "on_train_begin", "on_epoch_begin")
-    classes = [zoo_callbacks.NaNGuard, zoo_callbacks.TensorBoardLogger, zoo_callbacks.Checkpoint,
+    classes = [zoo_callbacks.NaNGuard, zoo_tensorboard.TensorBoardLogger, zoo_callbacks.Checkpoint,
                keras.callbacks.ReduceLROnPlateau, keras.callbacks.EarlyStopping]
     spent = {}
     originals = []

@@ -533,6 +533,7 @@ WRONG = {
     "--jit-compile": (["maybe"], r"argument --jit-compile: invalid choice: 'maybe'"),
     "--log-every-n-steps": (["-5"], r"Invalid value for `log_every_n_steps`"),
     "--profile-batch": (["5,2"], r"Invalid value for `--profile-batch`: expected START,STOP"),
+    "--folds": (["1"], r"Invalid value for `folds`: cross-validation needs an integer of at least 2 folds"),
     "--checkpoint-every-seconds": (["-1"], r"Invalid value for `checkpoint_every_seconds`"),
     "--run-dir": (["{file}"], r"is a file, not a directory"),
     "--set": (["nope=1"], r"Unknown \w+ config key 'nope'"),

@@ -69,7 +69,7 @@ def test_tensorboard_events_hold_scalars_and_hparams(finished_run):
     steps = [s for s, _ in scalars[("train", "batch_loss")]]
     assert steps == sorted(set(steps)) and steps[0] == 2  # Every 2 global steps, no repeats.
     assert ("train", "epoch_examples_per_second") in scalars
-    assert (".", "final/test_mse") in scalars
+    assert (".", "evaluation/test_mse") in scalars and not [t for _, t in scalars if t.startswith("final")]
     assert "hparams" in plugins
 
 

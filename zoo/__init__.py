@@ -12,6 +12,8 @@ Importing `zoo`, listing and describing models do not import TensorFlow;
 building and training do.
 """
 
+import os as _os
+
 from zoo.quiet import quiet_tensorflow as _quiet_tensorflow
 
 _quiet_tensorflow()
@@ -25,8 +27,16 @@ from zoo import models  # noqa: E402, F401  Importing it registers the built-in 
 __version__ = "0.1.0"
 
 
-def train(name, **kwargs):
-    """Trains model `name` with the shared trainer; see `zoo.trainer.train`."""
+def train(name, *, folds=None, **kwargs):
+    """Trains model `name` with the shared trainer; see `zoo.trainer.train`.
+
+    With `folds=K`, cross-validates over K seeded folds, each a run in
+    `RUN/fold-<i>/`; see `zoo.folds.train_folds`.
+    """
+    if folds is not None:
+        from zoo import folds as folds_lib
+
+        return folds_lib.train_folds(name, folds=folds, **kwargs)
     from zoo import trainer
 
     return trainer.train(name, **kwargs)
@@ -40,10 +50,19 @@ def load_model(path, **kwargs):
 
 
 def load_run(run_dir):
-    """Opens a finished run directory as a `zoo.runs.Run`."""
+    """Opens a finished run directory as a `zoo.runs.Run`, with `predict`
+    and `evaluate` methods.
+
+    Raises:
+        FileNotFoundError: `run_dir` is not a finished run (the message
+            says what it lacks).
+    """
     from zoo import runs
 
-    return runs.Run.load(run_dir)
+    if runs.is_finished(run_dir) and "cross_validation" in (runs.read_json(
+            _os.path.join(run_dir, runs.CONFIG)) or {}):
+        return runs.Run.load(run_dir)
+    return runs.open_run(run_dir, "`zoo.load_run`")
 
 
 __all__ = [

@@ -1,13 +1,12 @@
-"""The trainer's Keras callbacks: NaN guard, checkpoints, TensorBoard.
+"""The trainer's Keras callbacks: NaN guard and checkpoints.
 
 `zoo.trainer` adds them to every `fit`, in the order `NaNGuard`,
-`TensorBoardLogger`, the task's own callbacks, `Checkpoint`, then the
-user's. Defining them needs Keras, so importing this module imports
-TensorFlow.
+`zoo.tensorboard.TensorBoardLogger`, the task's own callbacks,
+`Checkpoint`, then the user's. Defining them needs Keras, so importing
+this module imports TensorFlow.
 """
 
 import contextlib
-import glob
 import json
 import math
 import os
@@ -16,7 +15,6 @@ import time
 
 from zoo import quiet
 from zoo.files import CorruptFileError, atomic_path, read_json, sha256, write_json
-from zoo.task import Task
 
 CHECKPOINT_STATE = "state.json"
 
@@ -303,167 +301,3 @@ def _save_weights(model, path):
         return
     with open(path, "wb") as f:
         f.write(buffer.getbuffer())
-
-
-class TensorBoardLogger(_callback_base()):
-    """Writes TensorBoard scalars, task summaries, hparams and profiles.
-
-    Every epoch writes to fresh event files tagged with the epoch number
-    (`...epoch0003.v2`). On resume from epoch N, files of later epochs, which
-    an interrupted run may have left, are deleted first: the history is
-    neither lost nor duplicated.
-
-    Scalars, in `train/` and `validation/`: `epoch_<metric>` each epoch,
-    `batch_loss` every `log_every_n_steps` steps (by global step), the
-    learning rate, and throughput in examples/s (and tokens/s for text).
-    """
-
-    def __init__(self, logdir, task, data, train_config, *, tokens_per_example=None,
-                 resume_epoch=0, enabled=True):
-        super().__init__()
-        self.logdir = logdir
-        self.task, self.data, self.train_config = task, data, train_config
-        self.tokens_per_example = tokens_per_example
-        self.enabled = enabled
-        self.writers = {}
-        self._profiling = False
-        if enabled:
-            _prune_events(logdir, resume_epoch)
-
-    def _writer(self, kind):
-        import tensorflow as tf
-
-        if kind not in self.writers:
-            path = os.path.join(self.logdir, kind) if kind else self.logdir
-            self.writers[kind] = tf.summary.create_file_writer(
-                path, filename_suffix=f".epoch{self.epoch + 1:04d}"
-            )
-        return self.writers[kind]
-
-    def _close(self):
-        for writer in self.writers.values():
-            writer.close()
-        self.writers = {}
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self.start = time.perf_counter()
-        self.train_time = None
-        self.steps = 0
-        # One read of the global step an epoch, not a device sync a batch.
-        self.first_step = int(self.model.optimizer.iterations.numpy()) if self.enabled else 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        profile = self.train_config.profile_batch
-        if not (self.enabled and profile) or self._profiling:
-            return
-        # The call about to run does global steps done+1 .. done+spe: start
-        # if any of them is in the range (with steps_per_execution > 1 a
-        # step is never seen alone).
-        done = self.first_step + batch
-        if done + self.train_config.steps_per_execution >= profile[0] and done < profile[1]:
-            import tensorflow as tf
-
-            tf.profiler.experimental.start(os.path.join(self.logdir, "train"))
-            self._profiling = True
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps = batch + 1
-        self.train_time = time.perf_counter() - self.start
-        if not self.enabled:
-            return
-        step = self.first_step + batch + 1
-        every = self.train_config.log_every_n_steps
-        profile = self.train_config.profile_batch
-        if profile and self._profiling and step >= profile[1]:
-            import tensorflow as tf
-
-            tf.profiler.experimental.stop()
-            self._profiling = False
-        if every and step % every < self.train_config.steps_per_execution and logs:
-            import tensorflow as tf
-
-            with self._writer("train").as_default(step=step):
-                if "loss" in logs:
-                    tf.summary.scalar("batch_loss", float(logs["loss"]))
-                tf.summary.scalar("batch_learning_rate", self._learning_rate())
-
-    def _learning_rate(self):
-        lr = self.model.optimizer.learning_rate
-        return float(lr.numpy() if hasattr(lr, "numpy") else lr)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.enabled:
-            return
-        import tensorflow as tf
-
-        logs = logs or {}
-        seconds = self.train_time or (time.perf_counter() - self.start)
-        examples = self.steps * self.train_config.batch_size
-        with self._writer("train").as_default(step=epoch + 1):
-            for key, value in logs.items():
-                if not key.startswith("val_") and key != "learning_rate":
-                    tf.summary.scalar(f"epoch_{key}", float(value))
-            tf.summary.scalar("epoch_learning_rate", self._learning_rate())
-            if seconds > 0:
-                tf.summary.scalar("epoch_examples_per_second", examples / seconds)
-                if self.tokens_per_example:
-                    tf.summary.scalar(
-                        "epoch_tokens_per_second", examples * self.tokens_per_example / seconds
-                    )
-        val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
-        if val:
-            with self._writer("validation").as_default(step=epoch + 1):
-                for key, value in val.items():
-                    tf.summary.scalar(f"epoch_{key}", float(value))
-        if type(self.task).summaries is not Task.summaries:
-            with self._writer("").as_default(step=epoch + 1):
-                self.task.summaries(self.model, self.data, epoch + 1)
-        self._close()
-
-    def on_train_end(self, logs=None):
-        if self._profiling:
-            import tensorflow as tf
-
-            tf.profiler.experimental.stop()
-            self._profiling = False
-        self._close()
-
-
-def write_final_summaries(logdir, metrics, config_json):
-    """Writes the final metrics and the HParams summary of a finished run."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
-    hparams = {}
-    for section in ("model", "train"):
-        for key, value in config_json[section].items():
-            if isinstance(value, (list, tuple, dict)) or value is None:
-                value = json.dumps(value)
-            hparams[f"{section}.{key}"] = value
-    hparams["data"] = config_json["data"]["name"]
-    writer = tf.summary.create_file_writer(
-        logdir, filename_suffix=f".epoch{config_json['train']['epochs'] + 1:04d}")
-    with writer.as_default(step=metrics.get("epochs_trained", 0)):
-        hp.hparams_config(
-            hparams=[hp.HParam(k) for k in sorted(hparams)],
-            metrics=[hp.Metric(f"final/{k}") for k in sorted(metrics)],
-        )
-        hp.hparams(hparams, trial_id=os.path.basename(os.path.dirname(logdir)))
-        for key, value in metrics.items():
-            if isinstance(value, (int, float)) and math.isfinite(value):
-                tf.summary.scalar(f"final/{key}", float(value))
-    writer.close()
-
-
-def _prune_events(logdir, resume_epoch):
-    """Deletes event files of epochs after `resume_epoch` (see the logger)."""
-    for path in glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"), recursive=True):
-        marker = path.rsplit(".epoch", 1)
-        if len(marker) == 2:
-            try:
-                epoch = int(marker[1].split(".")[0])
-            except ValueError:
-                continue
-            if epoch > resume_epoch:
-                os.remove(path)

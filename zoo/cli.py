@@ -1,4 +1,5 @@
-"""The `zoo` command: list, info, train, generate and launch.
+"""The `zoo` command: list, info, train, generate, predict, evaluate, compare,
+serve and launch.
 
 User mistakes (an unknown model, a bad override, a missing file, a corrupt
 file, a run directory another process is training) print one clear
@@ -74,6 +75,8 @@ def add_train_arguments(parser, defaults=None, task=None):
             kwargs["default"] = defaults[name]
         add(f"--{name.replace('_', '-')}", help=_field_help(name), **kwargs)
     add("--run-dir", help="run directory; rerun with the same one to resume")
+    add("--folds", type=int, metavar="K",
+        help="cross-validate: K seeded folds, each a run in RUN/fold-<i>/, and their mean and std")
     add("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a model config field, such as --set hidden_units=[256,256]")
     if task is None or task.has_presets:
@@ -161,6 +164,7 @@ def train_kwargs(args, task=None):
         preset=getattr(args, "preset", None),
         data_options=parse_data_options(args.data_options, flags, task),
         verbose=0 if args.quiet else "auto",
+        **({"folds": args.folds} if getattr(args, "folds", None) is not None else {}),
         **kwargs,
         **config_lib.parse_assignments(args.overrides),
     )
@@ -174,9 +178,14 @@ def run_training(name, args):
     try:
         task = registry.get_entry(name).task
         kwargs = train_kwargs(args, task)
-        from zoo import trainer
+        if "folds" in kwargs:
+            from zoo import folds
 
-        trainer.train(name, **kwargs)
+            folds.train_folds(name, **kwargs)
+        else:
+            from zoo import trainer
+
+            trainer.train(name, **kwargs)
     except KeyboardInterrupt:
         print("\nInterrupted. Rerun the same command with the same --run-dir to resume "
               "from the last finished epoch.", file=sys.stderr)
@@ -296,6 +305,82 @@ def _cmd_generate(args):
         return 1
 
 
+def _open_run(path, command):
+    from zoo import runs
+
+    return runs.open_run(path, f"`{command}`")
+
+
+def _cmd_predict(args):
+    quiet.filter_stderr()
+    try:
+        run = _open_run(args.run, "zoo predict")
+        rows = run.predict(args.data, out=args.out, keep=args.keep, batch_size=args.batch_size,
+                           top_k=args.top_k)
+    except USER_ERRORS as e:
+        return _fail(e)
+    print(f"Wrote {rows} rows of predictions to {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args):
+    from zoo import registry
+
+    quiet.filter_stderr()
+    try:
+        run = _open_run(args.run, "zoo evaluate")
+        task = registry.get_entry(run.config["model_name"]).task
+        flags = {"tfds_data_dir": args.tfds_data_dir} if "tfds_data_dir" in task.data_options else {}
+        if args.tfds_data_dir and not flags:
+            raise KeyError(f"Unknown data option 'tfds_data_dir' for model '{run.config['model_name']}'.")
+        options = parse_data_options(args.data_options, flags, task)
+        record = run.evaluate(args.data, name=args.name, data_options=options or None,
+                              batch_size=args.batch_size)
+    except USER_ERRORS as e:
+        return _fail(e)
+    if args.json:
+        import json
+
+        print(json.dumps(record, indent=2))
+        return 0
+    rows = (f"the run's own {record['split']} split" if record["own_data"]
+            else "all of it" if record["split"] == "all" else f"its {record['split']} split")
+    print(f"Evaluation '{record['name']}' of {run.dir} on {record['data']} "
+          f"({rows}, {record['num_examples']} examples):")
+    width = max((len(k) for k in record["metrics"]), default=0)
+    for key, value in record["metrics"].items():
+        own = record["run_metrics"].get(key)
+        beside = f"   (run: {own:.6g})" if isinstance(own, (int, float)) else ""
+        print(f"  {key:<{width}}  {value:<12.6g}{beside}")
+    print(f"Saved {os.path.join(run.dir, 'evaluations', record['name'] + '.json')}")
+    print(f"TensorBoard: tensorboard --logdir {run.dir}")
+    return 0
+
+
+def _cmd_compare(args):
+    from zoo import compare
+
+    try:
+        table = compare.compare(args.runs, sort=args.sort, reverse=args.reverse)
+    except USER_ERRORS as e:
+        return _fail(e)
+    for skipped in table["skipped"]:
+        print(f"skipped {skipped['path']}: {skipped['reason']}", file=sys.stderr)
+    fmt = "json" if args.json else "markdown" if args.markdown else "text"
+    print(compare.format_table(table, fmt))
+    return 0
+
+
+def _cmd_serve(args):
+    from zoo.serve import server
+
+    quiet.filter_stderr()
+    try:
+        return server.serve(args)
+    except USER_ERRORS as e:
+        return _fail(e)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="zoo", description="A Keras 3 / TensorFlow model zoo.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -318,6 +403,35 @@ def build_parser():
     p.add_argument("--top-p", type=float, default=0.9)
     p.add_argument("--num-beams", type=int, default=4)
     p.add_argument("--seed", type=int, default=None)
+    p = sub.add_parser("predict", help="predict with a finished run on new data, into a CSV file")
+    p.add_argument("run", help="a finished run directory, as made by zoo train")
+    p.add_argument("--data", required=True,
+                   help="the input: a CSV file (mlp_regressor); an image folder, file or glob (image_classifier)")
+    p.add_argument("--out", required=True, help="the CSV file to write")
+    p.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                   help="an input column to copy to the output; repeat for more")
+    p.add_argument("--batch-size", type=int, default=None, help="rows per chunk (8192)")
+    p.add_argument("--top-k", type=int, default=None, help="classifiers: classes to list per input")
+    p = sub.add_parser("evaluate", help="score a finished run on other data")
+    p.add_argument("run", help="a finished run directory, as made by zoo train")
+    p.add_argument("--data", help="dataset name or path, as zoo train takes; defaults to the run's own")
+    p.add_argument("--name", help="the evaluation's name: RUN/evaluations/NAME.json (default: the data's name)")
+    p.add_argument("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
+                   help="a dataset option")
+    p.add_argument("--tfds-data-dir", help="where tensorflow-datasets keeps downloaded data")
+    p.add_argument("--batch-size", type=int, default=None, help="examples per model call")
+    p.add_argument("--json", action="store_true", help="print the saved record as JSON")
+    p = sub.add_parser("compare", help="compare finished runs: differing config fields and metrics")
+    p.add_argument("runs", nargs="*", help="run directories or globs, such as 'runs/mlp_regressor/*'")
+    p.add_argument("--sort", metavar="METRIC", help="order the runs by this metric, ascending")
+    p.add_argument("--reverse", action="store_true", help="with --sort: descending")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="a Markdown table")
+    form.add_argument("--json", action="store_true", help="JSON")
+    p = sub.add_parser("serve", help="serve finished runs over a REST API and a web page")
+    from zoo.serve import server
+
+    server.add_arguments(p)
     p = sub.add_parser("launch", help="run a command as N local workers of one cluster",
                        add_help=True)
     p.add_argument("--workers", type=int, default=2)
@@ -340,6 +454,14 @@ def main(argv=None):
         return _cmd_info(args)
     if args.command == "generate":
         return _cmd_generate(args)
+    if args.command == "predict":
+        return _cmd_predict(args)
+    if args.command == "evaluate":
+        return _cmd_evaluate(args)
+    if args.command == "compare":
+        return _cmd_compare(args)
+    if args.command == "serve":
+        return _cmd_serve(args)
     if args.command == "launch":
         from zoo import launch
 

@@ -5,12 +5,19 @@ A run directory holds:
 - `config.json`: the resolved model and training config;
 - `env.json`: package versions, devices, strategy and replica count, and
   the dtype policy and XLA setting with the reason for them (`precision`);
-- `logs/`: TensorBoard events (`train/`, `validation/`, and the final
-  metrics and hparams at the top);
+- `logs/`: TensorBoard events (`train/`, `validation/`, and the images,
+  text, HParams session and final metrics at the top; `zoo.tensorboard`);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
 - `history.json`, `model.keras` and `metrics.json`, written last: a run
   with `metrics.json` is finished;
-- `.lock`: the id of the process training it, while one does.
+- `.lock`: the id of the process training it, while one does;
+- `evaluations/<name>.json`, one per `zoo evaluate`, and their TensorBoard
+  events in `logs/evaluations/<name>/`.
+
+A cross-validation run (`zoo train NAME --folds K`, `zoo.folds`) holds one
+such run per fold in `fold-<i>/`, beside its own `config.json` (with a
+`cross_validation` section) and a `metrics.json` of each metric's mean,
+standard deviation and per-fold values.
 
 Every file is written atomically (`zoo.files`), so a crash never leaves half
 of one. `open_run_dir` is how the trainer enters a directory: it checks the
@@ -76,13 +83,18 @@ def is_finished(run_dir):
     return os.path.exists(os.path.join(run_dir, METRICS))
 
 
-def config_json(name, model_config, train_config, data):
-    """The `config.json` of a run: model and training config, the data."""
+def config_json(name, model_config, train_config, data, fold=None):
+    """The `config.json` of a run: model and training config, the data.
+
+    `fold` is `(index, count)` for one fold of a cross-validation, recorded
+    as `data.fold` and `data.num_folds`.
+    """
+    folds = {"fold": fold[0], "num_folds": fold[1]} if fold else {}
     return {
         "model_name": name,
         "model": config_lib.to_dict(model_config),
         "train": config_lib.to_dict(train_config),
-        "data": {"name": data.name, "num_train": data.num_train, **data.describe()},
+        "data": {"name": data.name, "num_train": data.num_train, **data.describe(), **folds},
     }
 
 
@@ -104,18 +116,101 @@ class Run:
     config: dict
     history: dict
     _model: object = None
+    folds: list = dataclasses.field(default_factory=list)
 
     @property
     def model(self):
         if self._model is None:
-            self._model = load_model(os.path.join(self.dir, "model.keras"))
+            path = os.path.join(self.dir, "model.keras")
+            if not os.path.exists(path):
+                raise FileNotFoundError(_no_model(self.dir, self.config))
+            self._model = load_model(path)
         return self._model
+
+    @property
+    def model_config(self):
+        """The model's config dataclass, as `config.json` records it."""
+        return registry.get_config(self.config["model_name"], **self.config["model"])
+
+    @property
+    def train_config(self):
+        """The `TrainConfig` of the run, as `config.json` records it."""
+        values = dict(self.config["train"])
+        values["data_options"] = tuple((k, tuple(v) if isinstance(v, list) else v)
+                                       for k, v in values.get("data_options") or ())
+        return config_lib.apply_overrides(config_lib.TrainConfig, values, what="training")
 
     @classmethod
     def load(cls, run_dir):
         """Opens a finished run directory."""
         read = lambda name: read_json(os.path.join(run_dir, name), {})  # noqa: E731
-        return cls(run_dir, read("metrics.json"), read("config.json"), read("history.json"))
+        config = read("config.json")
+        folds = [cls.load(os.path.join(run_dir, f"fold-{i}"))
+                 for i in range(config.get("cross_validation", {}).get("num_folds", 0))
+                 if is_finished(os.path.join(run_dir, f"fold-{i}"))]
+        return cls(run_dir, read("metrics.json"), config, read("history.json"), folds=folds)
+
+    def predict(self, data, *, out=None, keep=(), batch_size=None, top_k=None):
+        """The model's predictions on new data; see `zoo.predict.predict`.
+
+        ```python
+        run = zoo.load_run("runs/mlp_regressor/20260101-120000")
+        run.predict("new_houses.csv", out="predictions.csv")
+        run.predict(frame)  # a DataFrame with `price_predicted`
+        ```
+        """
+        from zoo import predict
+
+        return predict.predict(self, data, out=out, keep=keep, batch_size=batch_size, top_k=top_k)
+
+    def evaluate(self, data, *, name=None, data_options=None, batch_size=None):
+        """The run's metrics on other data, saved under `evaluations/`; see
+        `zoo.evaluate.evaluate`.
+
+        ```python
+        zoo.load_run(run_dir).evaluate("houses_2025.csv")["metrics"]["test_mse"]
+        ```
+        """
+        from zoo import evaluate
+
+        return evaluate.evaluate(self, data, name=name, data_options=data_options, batch_size=batch_size)
+
+
+def _no_model(run_dir, config):
+    if "cross_validation" in config:
+        return (f"'{run_dir}' is a cross-validation run; its models are in its folds. "
+                f"Use one of them, such as {os.path.join(run_dir, 'fold-0')}.")
+    return f"Run '{run_dir}' has no model.keras: it has not finished."
+
+
+def open_run(run_dir, command="this command"):
+    """Opens a finished run for `command`, or says what the directory lacks.
+
+    Raises:
+        FileNotFoundError: no such directory, or not a finished zoo run
+            (no `config.json`, no `metrics.json` or `model.keras`), or a
+            cross-validation run (whose models are in its folds).
+        KeyError: the run's model is not registered.
+    """
+    run_dir = os.fspath(run_dir)
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(
+            f"Run directory '{run_dir}' not found (looked in {os.path.abspath(run_dir)}).")
+    config = read_json(os.path.join(run_dir, CONFIG))
+    if not config or "model_name" not in config:
+        raise FileNotFoundError(
+            f"'{run_dir}' is not a zoo run directory: it has no config.json. "
+            f"{command} takes a directory made by `zoo train`."
+        )
+    if "cross_validation" in config:
+        raise FileNotFoundError(_no_model(run_dir, config) + f" {command} takes one trained model.")
+    registry.get_entry(config["model_name"])
+    if not is_finished(run_dir) or not os.path.exists(os.path.join(run_dir, "model.keras")):
+        raise FileNotFoundError(
+            f"Run '{run_dir}' has not finished: it has no metrics.json or model.keras yet. Rerun "
+            "its training command with the same --run-dir to finish it."
+        )
+    return Run.load(run_dir)
 
 
 def default_run_dir(name):
@@ -173,6 +268,10 @@ def config_mismatch(saved, new, ignore=RESUMABLE_FIELDS):
                 continue
             if a.get(key) != b.get(key):
                 diffs.append(f"{section}.{key}: saved {a.get(key)!r}, now {b.get(key)!r}")
+    for section, key in (("data", "fold"), ("data", "num_folds"), ("cross_validation", "num_folds")):
+        a, b = saved.get(section, {}).get(key), new.get(section, {}).get(key)
+        if a != b:
+            diffs.append(f"{section}.{key}: saved {a!r}, now {b!r}")
     return diffs
 
 
@@ -348,7 +447,9 @@ def resume_plan(run_dir, saved, new, finished):
     return "resume"
 
 
-def print_summary(run_dir, metrics, precision=None):
+def print_summary(run_dir, metrics, tensorboard_flags="", precision=None):
+    """Prints the final metrics and the command that opens the run in
+    TensorBoard, with the flags it needs to show every image (`--samples_per_plugin`)."""
     print(f"\nRun finished: {run_dir}")
     if precision:
         xla = {True: "XLA on", False: "XLA off"}.get(precision["jit_compile"], "XLA auto")
@@ -356,5 +457,6 @@ def print_summary(run_dir, metrics, precision=None):
     width = max(len(k) for k in metrics) if metrics else 0
     for key, value in metrics.items():
         print(f"  {key:<{width}}  {value:.6g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}")
+    flags = f" {tensorboard_flags}" if tensorboard_flags else ""
+    print(f"TensorBoard: tensorboard --logdir {os.path.join(run_dir, 'logs')}{flags}")
     sys.stdout.flush()

@@ -17,6 +17,14 @@ calls them in this order, each with typed values:
 5. `evaluate(model, data, train_config) -> dict` and `export(model, data,
    run_dir)`.
 
+With `zoo train NAME --folds K`, `fold_data(data, num_folds, fold, seed)`
+re-splits the `Data` of step 1 for one fold, right after `load_data`.
+
+A finished run is used through three more hooks, each given the opened
+`zoo.runs.Run`: `predict(run, data, ...) -> Predictions` (`zoo predict`) and
+`evaluate_data(run, data, options, own_data, batch_size) -> Evaluation`
+(`zoo evaluate`).
+
 Hooks that need to share state (DCGAN's untrained generator weights, GPT-2's
 tokenizer files) do it through fields of their own `Data` subclass. Nothing
 here imports TensorFlow at module level.
@@ -68,6 +76,48 @@ class Data:
         """What `config.json` records of the data beside its name and size,
         such as a table's feature columns. Empty by default."""
         return {}
+
+
+@dataclasses.dataclass
+class Predictions:
+    """What `Task.predict` returns: the output columns and their rows.
+
+    The input is checked (columns, shapes) before this is returned; the
+    rows are read and predicted chunk by chunk as `chunks` is iterated, so
+    an input larger than memory streams through.
+
+    Attributes:
+        columns: list of str. The output columns, in order.
+        predicted: list of str. Those of `columns` that the model made (the
+            others are passed through from the input).
+        chunks: iterator of dicts. Each maps every column to a 1-D array (or
+            list) of the next rows.
+        source: str. What was read, for messages.
+    """
+
+    columns: list
+    predicted: list
+    chunks: typing.Any
+    source: str = ""
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What `Task.evaluate_data` returns.
+
+    Attributes:
+        metrics: dict. Metric name to float, named as in the run's
+            `metrics.json`, so the two compare key by key.
+        data: str. The data's name.
+        split: str. The rows scored: "all", or the split of the run's own
+            data that its metrics were measured on (such as "test").
+        num_examples: int. Examples (rows, images, tokens) scored.
+    """
+
+    metrics: dict
+    data: str
+    split: str = "all"
+    num_examples: int = 0
 
 
 class Task:
@@ -265,6 +315,80 @@ class Task:
         raise ValueError(
             f"`zoo generate` makes images or text; this run's model has no "
             f"generator. Received: {run_dir}."
+        )
+
+    def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
+        """Predictions of a finished run on new data, for `zoo predict`.
+
+        Args:
+            run: `zoo.runs.Run`. The finished run (`run.model`,
+                `run.config` as in `config.json`, `run.model_config`).
+            data: what the model's `zoo predict --data` takes (a path, a
+                DataFrame, arrays).
+            keep: sequence of str. Input columns to pass through.
+            batch_size: int. Rows per chunk and model call.
+            top_k: int or None. For classifiers: the classes to list.
+
+        Returns:
+            A `Predictions`. Bad input raises (`ValueError`,
+            `FileNotFoundError`) before it is returned, or while its
+            chunks are read, naming the column and row.
+        """
+        if type(self).generate is not Task.generate:
+            raise ValueError(
+                "`zoo predict` does not apply to this run: its model generates images or text "
+                "and takes no input rows. Use `zoo generate RUN` instead. "
+                f"Received: {run.dir} ({run.config.get('model_name')})."
+            )
+        raise ValueError(
+            f"`zoo predict` is not defined for model '{run.config.get('model_name')}': its task "
+            f"has no predict hook. Received: {run.dir}."
+        )
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """The run's own metrics on other data, for `zoo evaluate`.
+
+        Args:
+            run: `zoo.runs.Run`. The finished run.
+            data: str or arrays. The data to score, as `zoo train --data`
+                takes it.
+            options: dict. Dataset options: the run's own, updated with
+                those given.
+            own_data: bool. Whether `data` and `options` are the run's own
+                training data; then the split its metrics were measured on
+                is scored, so the numbers reproduce `metrics.json`.
+            batch_size: int or None. Examples per model call; None for the
+                run's batch size.
+
+        Returns:
+            An `Evaluation`.
+        """
+        raise ValueError(
+            f"`zoo evaluate` is not defined for model '{run.config.get('model_name')}': its task "
+            f"has no evaluate_data hook. Received: {run.dir}."
+        )
+
+    def fold_data(self, data, num_folds, fold, seed):
+        """The `Data` of one cross-validation fold (`zoo train --folds K`).
+
+        Args:
+            data: `Data`. What `load_data` returned for the whole dataset.
+            num_folds: int. K, at least 2.
+            fold: int. The fold held out for testing, in [0, K).
+            seed: int. Seeds the assignment of examples to folds; the same
+                seed gives the same folds.
+
+        Returns:
+            A `Data` whose test examples are fold `fold` and whose training
+            and validation examples come from the other folds.
+
+        Raises:
+            ValueError: the data cannot be cut into `num_folds` folds, or
+                the model has no held-out metrics to cross-validate.
+        """
+        raise ValueError(
+            f"Cross-validation (`folds`) applies to supervised models scored on held-out "
+            f"examples; {type(self).__name__} does not define fold_data. Received: folds={num_folds}."
         )
 
     def example_input(self, config, batch_size=2):

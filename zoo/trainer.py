@@ -50,9 +50,10 @@ class _Session:
     precision: object = None
     fitting: bool = False
     plan: str = "new"
+    fold: tuple = None
 
 
-def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **options):
+def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", fold=None, **options):
     """Trains model `name` and returns its `Run`.
 
     Args:
@@ -64,6 +65,9 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
         callbacks: list of `keras.callbacks.Callback`. Extra callbacks.
         verbose: "auto", 0, 1 or 2. Keras' progress output; 0 also drops
             the summary. Defaults to "auto".
+        fold: (int, int) or None. `(index, count)`: train on one fold of
+            a cross-validation (`zoo.folds` runs them all), through the
+            task's `fold_data`. Defaults to None.
         **options: training options, the fields of `zoo.config.TrainConfig`
             (`epochs`, `batch_size`, `learning_rate`, `strategy`, `seed`,
             `mixed_precision` ("auto" by default, see `zoo.precision`),
@@ -82,6 +86,7 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
     ```
     """
     session = _resolve(name, data, run_dir, verbose, options)
+    session.fold = fold
     _start_tensorflow(session)
     _load_data(session, data, options)
     _choose_precision(session)
@@ -101,6 +106,17 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", **opti
             return _finish(session, model, checkpoint, verbose)
 
 
+def check(name, *, data=None, fold=None, **options):
+    """Resolves the configs and loads the data as `train` would, writing
+    nothing; returns the run's `config.json` dict. Raises what `train`
+    would raise for the same arguments before it writes anything."""
+    session = _resolve(name, data, None, 0, options)
+    session.fold = fold
+    _start_tensorflow(session)
+    _load_data(session, data, options)  # In float32, as `train` loads it.
+    return session.config_json
+
+
 def _resolve(name, data, run_dir, verbose, options):
     """Phase 1: the model and training configs, checked, without TensorFlow."""
     entry = registry.get_entry(name)
@@ -115,7 +131,10 @@ def _resolve(name, data, run_dir, verbose, options):
     steps = given.get("steps_per_execution")
     if steps is None:
         # Keras 3.15's multi-step loop fails under MultiWorkerMirroredStrategy.
-        steps = 1 if multi_worker else defaults.get("steps_per_execution", 1)
+        # A profiled run marks every step: on a CPU the Profile tab times a
+        # step only at one step per call (tensorboard-plugin-profile 2.24).
+        steps = (1 if multi_worker or given.get("profile_batch")
+                 else defaults.get("steps_per_execution", 1))
     elif steps > 1 and multi_worker:
         raise ValueError(
             "steps_per_execution > 1 does not work under the multi_worker strategy: Keras' "
@@ -180,6 +199,8 @@ def _load_data(session, data, options):
     task, train_config = session.entry.task, session.train_config
     dataset = task.load_data(data, session.model_config, dict(train_config.data_options),
                              train_config.seed, preset=train_config.preset)
+    if session.fold is not None:
+        dataset = task.fold_data(dataset, session.fold[1], session.fold[0], train_config.seed)
     updates = {k: v for k, v in dataset.config_updates.items()
                if getattr(session.model_config, k) != v}
     for key in updates:
@@ -205,7 +226,8 @@ def _load_data(session, data, options):
             f"training examples of '{dataset.name}'. Received: batch_size={train_config.batch_size}."
         )
     session.train_config, session.data = train_config, dataset
-    session.config_json = runs.config_json(session.name, session.model_config, train_config, dataset)
+    session.config_json = runs.config_json(session.name, session.model_config, train_config, dataset,
+                                           fold=session.fold)
 
 
 def _choose_precision(session):
@@ -308,7 +330,8 @@ def _build_model(session):
 
 def _make_callbacks(session, model, user_callbacks):
     """Phase 6: the checkpoint (restored), the NaN guard and the logger."""
-    from zoo.callbacks import Checkpoint, NaNGuard, TensorBoardLogger
+    from zoo.callbacks import Checkpoint, NaNGuard
+    from zoo.tensorboard import StepProgbar, TensorBoardLogger
 
     task, train_config = session.entry.task, session.train_config
     task_callbacks = task.callbacks(model, session.data, train_config, session.run_dir)
@@ -335,9 +358,15 @@ def _make_callbacks(session, model, user_callbacks):
     logger = TensorBoardLogger(
         os.path.join(session.run_dir, "logs"), task, session.data, train_config,
         tokens_per_example=task.tokens_per_example(session.model_config),
-        resume_epoch=initial_epoch, enabled=session.chief,
+        resume_epoch=initial_epoch, resume_step=checkpoint.state.get("step", 0),
+        enabled=session.chief,
     )
-    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks]
+    import keras
+
+    # Keras uses a ProgbarLogger among the callbacks instead of its own.
+    progbar = [] if any(isinstance(cb, keras.callbacks.ProgbarLogger) for cb in user_callbacks) else [
+        StepProgbar()]
+    return checkpoint, guard, [guard, logger, *task_callbacks, checkpoint, *user_callbacks, *progbar]
 
 
 def _fit(session, model, checkpoint, guard, fit_callbacks, verbose):
@@ -367,6 +396,13 @@ def _fit(session, model, checkpoint, guard, fit_callbacks, verbose):
                 raise
             raise distribute.peer_lost_error(
                 e, checkpoint.state.get("epoch", 0), session.run_dir) from None
+        finally:
+            # `fit` skips on_train_end when it raises; flush the events.
+            from zoo.tensorboard import TensorBoardLogger
+
+            for cb in fit_callbacks:
+                if isinstance(cb, TensorBoardLogger):
+                    cb.close()
     if guard.diverged:
         raise TrainingDivergedError(
             f"The loss became {guard.value} at epoch {guard.epoch + 1}, step "
@@ -391,10 +427,12 @@ def _finish(session, model, checkpoint, verbose):
         if values:
             metrics.setdefault(f"final_{key}", float(values[-1]))
     metrics["epochs_trained"] = len(history.get("loss", []))
+    tensorboard_flags = ""
     if session.chief:
-        from zoo.callbacks import write_final_summaries
+        from zoo.tensorboard import write_final_summaries
 
-        write_final_summaries(os.path.join(run_dir, "logs"), metrics, session.config_json)
+        tensorboard_flags = write_final_summaries(
+            os.path.join(run_dir, "logs"), metrics, session.config_json, run_dir)
         write_json(os.path.join(run_dir, "history.json"), history)
         with atomic_path(os.path.join(run_dir, "model.keras")) as tmp:
             model.save(tmp)
@@ -403,5 +441,5 @@ def _finish(session, model, checkpoint, verbose):
     else:
         shutil.rmtree(session.write_dir, ignore_errors=True)
     if verbose != 0 and session.chief:
-        runs.print_summary(run_dir, metrics, session.precision.describe())
+        runs.print_summary(run_dir, metrics, tensorboard_flags, session.precision.describe())
     return runs.Run(run_dir, metrics, session.config_json, history, model)

@@ -58,3 +58,38 @@ def shuffled_partition(num_rows, shares, seed=0):
         start += size
     parts[names[-1]] = order[start:]
     return parts
+
+
+def kfold(num_examples, num_folds, fold, seed=0, labels=None):
+    """The rest and the held-out indices of one fold of a seeded K-fold split.
+
+    Every example is held out in exactly one of the `num_folds` folds; the
+    same seed gives the same folds. With `labels`, each fold keeps each
+    class's share (scikit-learn's `StratifiedKFold`), else `KFold`.
+
+    Args:
+        num_examples: int. Examples to split.
+        num_folds: int. K, at least 2 and at most `num_examples`.
+        fold: int. Which fold to hold out, in [0, K).
+        seed: int. Defaults to 0.
+        labels: array of int or None. Classes, for a stratified split.
+
+    Returns:
+        `(rest, held_out)` int index arrays.
+
+    ```python
+    train, test = kfold(100, 5, fold=0, seed=0)
+    ```
+    """
+    import numpy as np
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if labels is None:
+        splitter = KFold(num_folds, shuffle=True, random_state=seed).split(np.zeros(num_examples))
+    else:
+        splitter = StratifiedKFold(num_folds, shuffle=True, random_state=seed).split(
+            np.zeros(num_examples), labels)
+    for i, (rest, held_out) in enumerate(splitter):
+        if i == fold:
+            return rest, held_out
+    raise ValueError(f"Invalid value for `fold`: must be in [0, {num_folds}). Received: fold={fold}.")

@@ -79,6 +79,32 @@ def read_corpus(data=None, options=None):
     return train, validation, data
 
 
+def read_documents(data, options=None):
+    """Every document of a corpus, unsplit, for scoring a model on all of it.
+
+    Args:
+        data: str. A `.txt` file, a folder of them or a glob; `"pydoc"` or
+            a tfds name, whose validation documents are returned (their
+            training documents are what a model was trained on).
+        options: dict. `tfds_data_dir` and `validation_fraction`, as
+            `read_corpus` takes them.
+
+    Returns:
+        `(documents, name, split)`: the documents, the corpus' name, and
+        `"all"` or `"validation"`.
+    """
+    data = EMBEDDED_DATA if data is None else os.fspath(data)
+    if data == EMBEDDED_DATA or data in TFDS_DATASETS:
+        _, validation, name = read_corpus(data, options)
+        return validation, name, "validation"
+    unknown = sorted(set(options or {}) - {"tfds_data_dir"})
+    if unknown:
+        raise KeyError(
+            f"Unknown data option '{unknown[0]}' for text files: they are scored whole. Accepted: none.")
+    documents = [d for d in _read_text_files(data) if d.strip()]
+    return documents, data, "all"
+
+
 def _read_text_files(path):
     known = (EMBEDDED_DATA,) + TFDS_DATASETS
     if glob.has_magic(path):

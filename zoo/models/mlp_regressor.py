@@ -12,7 +12,7 @@ from zoo import config as config_lib
 from zoo import registry
 from zoo.data import splits, tabular
 from zoo.metrics import regression
-from zoo.task import Data, Task
+from zoo.task import Data, Evaluation, Predictions, Task
 
 ACTIVATIONS = (
     "relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "selu",
@@ -235,6 +235,99 @@ class MLPRegressorTask(Task):
         pred = model.predict(x_test, batch_size=1024, verbose=0)
         return regression.with_mean_baseline(y_train, y_test, pred)
 
+    def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
+        """`<target>_predicted` columns in the target's units, features by name.
+
+        Rows with a missing feature get empty predictions when the run
+        dropped such rows in training (`drop_missing`); otherwise they are
+        refused, naming the row and column.
+        """
+        if top_k is not None:
+            raise ValueError(f"Invalid value for `top_k`: it applies to classifiers. Received: top_k={top_k}.")
+        features, targets = _run_columns(run)
+        rows = tabular.stream_table(data, features, keep=keep, chunk_rows=batch_size,
+                                    allow_missing=_drop_missing(run), wanted="the run's features")
+        predicted = [f"{t}_predicted" for t in targets]
+        model = run.model
+
+        def chunks():
+            for values, kept, _ in rows:
+                out = dict(kept)
+                prediction = _predict(model, values, batch_size)
+                out.update({name: prediction[:, j] for j, name in enumerate(predicted)})
+                yield out
+
+        return Predictions(list(keep) + predicted, predicted, chunks(), _source(data))
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """Regression metrics and the training-mean baseline, named as the
+        run's (`test_mse`, `baseline_mse`, ...): on the run's test split for
+        its own data, on every row (streamed) of other data."""
+        import numpy as np
+
+        batch_size = batch_size or 1024
+        features, targets = _run_columns(run)
+        if own_data:
+            table = self.load_data(data, run.model_config, options, run.train_config.seed)
+            metrics = self.evaluate(run.model, table, run.train_config)
+            return Evaluation(metrics, table.name, "test", len(table.arrays["test"][0]))
+        if isinstance(data, str) and data in DATASETS:
+            table = self.load_data(data, run.model_config, options, run.train_config.seed)
+            x = np.concatenate([table.arrays[k][0] for k in ("train", "validation", "test")])
+            y = np.concatenate([table.arrays[k][1] for k in ("train", "validation", "test")])
+            data = dict(zip(table.features + table.targets, np.concatenate([x, y], axis=1).T))
+        elif isinstance(data, tuple) and len(data) == 2:
+            x, y = (np.asarray(a, "float64") for a in data)
+            data = np.concatenate([x.reshape(len(x), -1), y.reshape(len(y), -1)], axis=1)
+        elif options:
+            raise KeyError(
+                f"Unknown data option '{sorted(options)[0]}' for evaluating on {_source(data)}: a "
+                "table is read by the run's own feature and target columns, so it takes no data "
+                "options. Accepted: none (data options apply to friedman1 and diabetes)."
+            )
+        rows = tabular.stream_table(data, features + targets, chunk_rows=batch_size,
+                                    allow_missing=_drop_missing(run),
+                                    wanted="the run's features and targets")
+        model = run.model
+        train_mean = np.ravel(model.get_layer("target_denormalization").mean).astype("float64")
+        scores, baseline = regression.RunningRegression(), regression.RunningRegression()
+        for values, _, _ in rows:
+            values = values[~np.isnan(values).any(axis=1)]  # Only with drop_missing.
+            if len(values):
+                x, y = values[:, :len(features)], values[:, len(features):]
+                scores.update(y, _predict(model, x, batch_size))
+                baseline.update(y, np.broadcast_to(train_mean, y.shape))
+        if not scores.rows:
+            raise ValueError(f"{_source(data)} has no rows to score.")
+        metrics = {f"test_{k}": v for k, v in scores.result().items()}
+        metrics.update({f"baseline_{k}": v for k, v in baseline.result().items()})
+        return Evaluation(metrics, _source(data), "all", scores.rows)
+
+    def fold_data(self, data, num_folds, fold, seed):
+        """Fold `fold` of every row is the test split; 15% of the rows, from
+        the other folds, validate; the rest train."""
+        import numpy as np
+
+        x = np.concatenate([data.arrays[k][0] for k in ("train", "validation", "test")])
+        y = np.concatenate([data.arrays[k][1] for k in ("train", "validation", "test")])
+        if len(x) // num_folds < 2:
+            raise ValueError(
+                f"Invalid value for `folds`: '{data.name}' has {len(x)} rows, so {num_folds} folds "
+                f"would hold fewer than 2 rows each (R² needs 2); use at most {len(x) // 2} folds. "
+                f"Received: folds={num_folds}."
+            )
+        rest, test = splits.kfold(len(x), num_folds, fold, seed)
+        rest = np.random.default_rng(seed).permutation(rest)
+        cut = max(1, int(round(0.15 * len(x))))
+        if len(rest) - cut < 2:
+            raise ValueError(
+                f"Invalid value for `folds`: '{data.name}' has {len(x)} rows, too few to train on "
+                f"the other {num_folds - 1} folds. Received: folds={num_folds}."
+            )
+        arrays = {"train": (x[rest[cut:]], y[rest[cut:]]), "validation": (x[rest[:cut]], y[rest[:cut]]),
+                  "test": (x[test], y[test])}
+        return self._data(arrays, data.name, data.features, data.targets)
+
     def example_input(self, config, batch_size=2):
         import numpy as np
 
@@ -250,6 +343,39 @@ class MLPRegressorTask(Task):
             width = units
         total += width * config.output_dim + config.output_dim
         return total + 2 * config.output_dim + 1
+
+
+def _run_columns(run):
+    """The run's feature and target columns, from its `config.json`."""
+    data = run.config.get("data", {})
+    model = run.config.get("model", {})
+    features = data.get("features") or [f"x{i}" for i in range(model.get("input_dim", 0))]
+    targets = data.get("targets") or (["y"] if model.get("output_dim", 1) == 1
+                                      else [f"y{i}" for i in range(model["output_dim"])])
+    return list(features), list(targets)
+
+
+def _drop_missing(run):
+    options = dict(run.config.get("train", {}).get("data_options") or [])
+    return bool(options.get("drop_missing", False))
+
+
+def _predict(model, values, batch_size):
+    """Raw-unit predictions of float rows; NaN for rows with a missing value."""
+    import numpy as np
+
+    complete = ~np.isnan(values).any(axis=1)
+    out = np.full((len(values), model.outputs[0].shape[-1]), np.nan, "float32")
+    if complete.any():
+        rows = values[complete].astype("float32")
+        # One compiled call per chunk of `batch_size` rows; no tf.data per call.
+        out[complete] = np.concatenate([model.predict_on_batch(rows[i:i + batch_size])
+                                        for i in range(0, len(rows), batch_size)])
+    return out
+
+
+def _source(data):
+    return f"'{os.fspath(data)}'" if isinstance(data, (str, os.PathLike)) else f"the {type(data).__name__}"
 
 
 @registry.register("mlp_regressor", config=MLPRegressorConfig, task=MLPRegressorTask(), tiny=TINY)

@@ -8,7 +8,7 @@ from zoo import config as config_lib
 from zoo.data import images as images_lib
 from zoo.data import splits, tfds
 from zoo.metrics import fid as fid_lib
-from zoo.task import Data, Task
+from zoo.task import Data, Evaluation, Task
 
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = ("digits",) + TFDS_DATASETS
@@ -117,6 +117,48 @@ class DCGANTask(Task):
             metrics[f"class_share_{name}"] = float(share)
         metrics["min_class_share"] = float(shares.min())
         return metrics
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """FID with the run's floor and ceiling method, against an image
+        folder (resized to the run's image size) or a tfds split
+        (`mnist`, `mnist:train`; `test` by default) of the run's image size.
+
+        The feature space is the run's FID classifier (trained on its own
+        data), so the numbers compare with the run's. On other data, a
+        seeded fifth of the images (at most `MAX_FID_SAMPLES`) is the
+        held-out set of the floor, the rest the reference; the ceiling is
+        the untrained generator, rebuilt from the run's seed. On the run's
+        own data its own splits are used, which reproduces its metrics.
+        """
+        import keras
+        import numpy as np
+
+        from zoo.models.dcgan import network
+
+        config, train_config = run.model_config, run.train_config
+        run_data = run.config["train"].get("data") or self.default_data
+        run_options = dict(run.config["train"].get("data_options") or [])
+        scored = load_images(run_data, config, run_options)
+        if scored.classifier is None:
+            raise ValueError(
+                f"Run '{run.dir}' has no FID: its training images '{run_data}' had no class "
+                "sub-folders, which the FID classifier is trained on.")
+        name, split = scored.name, "held-out"
+        if not own_data:
+            images, name = _evaluation_images(data, config, options)
+            order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
+            cut = min(MAX_FID_SAMPLES, max(2, len(images) // 5))
+            held_out = images[order[:cut]]
+            reference = images[order[cut:][:MAX_REFERENCE_IMAGES]]
+            scored.held_out = held_out
+            scored.held_out_features = fid_lib.embed(scored.classifier, held_out)
+            scored.reference_features = fid_lib.embed(scored.classifier, reference)
+            split = "all"
+        # The generator training started from: the run's seed, as the trainer drew it.
+        keras.utils.set_random_seed(train_config.seed)
+        scored.initial_generator_weights = network.build(config).generator.get_weights()
+        metrics = self.evaluate(run.model, scored, train_config)
+        return Evaluation(metrics, name, split, len(scored.held_out))
 
     def export(self, model, data, run_dir):
         samples = _sample(model.generator, fixed_noise(model.latent_dim))
@@ -253,6 +295,44 @@ def load_images(data, config, options=None):
         class_names=class_names,
         **fid,
     )
+
+
+def _evaluation_images(data, config, options):
+    """Real images to score a run against: a folder (resized to the run's
+    size) or a tfds split `NAME[:SPLIT]` of exactly the run's image shape."""
+    options = dict(options or {})
+    if not isinstance(data, (str, os.PathLike)):
+        raise ValueError(
+            f"dcgan evaluates against an image folder or a dataset name. Received: data={data!r} "
+            f"({type(data).__name__}). Accepted: {', '.join(DATASETS)} (tfds NAME:SPLIT too) or a folder.")
+    data = os.fspath(data)
+    name, _, which = data.partition(":")
+    shape = (config.image_height, config.image_width, config.channels)
+    if name == "digits" or name in TFDS_DATASETS:
+        if which not in ("", "train", "test"):
+            raise ValueError(f"Unknown split '{which}' of '{name}'. Accepted: train, test. Received: data={data!r}.")
+        if name == "digits":
+            config_lib.check_options(options, (), name)
+            from sklearn.datasets import load_digits
+
+            images = (load_digits().images.astype("float32") / 8.0 - 1.0)[..., None]
+        else:
+            config_lib.check_options(options, ("tfds_data_dir",), name)
+            train, test, _ = tfds.image_splits(name, options.get("tfds_data_dir"))
+            images = (train if which == "train" else test)[0]
+        if images.shape[1:] != shape:
+            raise ValueError(
+                f"The images of '{data}' are {'x'.join(map(str, images.shape[1:]))} (height x width x "
+                f"channels); this run's generator makes {'x'.join(map(str, shape))} images. Evaluate "
+                "against images of the run's size (a folder is resized to it).")
+        return images, data
+    config_lib.check_options(options, (), data)
+    images, _, _ = images_lib.read_folder(data, *shape)
+    if len(images) < 10:
+        raise ValueError(
+            f"Image folder '{data}' holds {len(images)} images; the FID needs at least 10 "
+            "(a held-out fifth and a reference).")
+    return images, data
 
 
 def _check_reachable(data, size, num_upsamples):

@@ -2,13 +2,14 @@
 
 import contextlib
 import dataclasses
+import html
 import os
 
 from zoo.data import text as text_data
 from zoo.files import atomic_path
 from zoo.metrics import text as text_metrics_lib
 from zoo.models.gpt2_textgen import generation, tokenizer as tokenizer_lib
-from zoo.task import Data, Task, prefetch_fixed
+from zoo.task import Data, Evaluation, Task, prefetch_fixed
 
 NUM_SAMPLE_PROMPTS = 3
 
@@ -163,8 +164,7 @@ class GPT2TextGenTask(Task):
         prompts = data.prompts or [""]
         length = min(generation.SAMPLE_MAX_LENGTH, model.backbone.max_sequence_length)
         outputs = generation.generate_text(model, prompts, length)
-        lines = [f"**{p or '(empty prompt)'}** → {o}" for p, o in zip(prompts, outputs)]
-        tf.summary.text("samples/greedy", "\n\n".join(_markdown_safe(line) for line in lines))
+        tf.summary.text("samples/greedy", samples_markdown(prompts, outputs))
 
     def evaluate(self, model, data, train_config):
         dataset = data.validation.batch(train_config.batch_size)
@@ -180,6 +180,39 @@ class GPT2TextGenTask(Task):
             "val_tokens": tokens,
             "val_bytes": len(raw),
         }
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """Perplexity, bits per byte and `xz -9` on a text file, folder or
+        glob (all of it), under the run's metric names (`val_*`); the
+        validation split for the run's own corpus. The model and tokenizer
+        are the run's preset."""
+        import tensorflow as tf
+
+        preset = os.path.join(run.dir, "preset")
+        if not os.path.isdir(preset):
+            raise FileNotFoundError(
+                f"Run '{run.dir}' has no preset directory; it was saved by an older zoo. "
+                "Retrain it to get <run>/preset.")
+        if own_data:
+            _, documents, name = text_data.read_corpus(data, options)
+            split = "validation"
+        else:
+            documents, name, split = text_data.read_documents(data, options)
+        model = generation.load_preset(preset)
+        length = run.model_config.sequence_length
+        stream = tokenizer_lib.token_stream(model.preprocessor.tokenizer, documents)
+        if len(stream) < 2:
+            raise ValueError(f"'{name}' is too short to score: {len(stream)} token(s); at least 2 are needed.")
+        x, y, w = tokenizer_lib.validation_windows(stream, length)
+        scored = TextData(train=None, validation=tf.data.Dataset.from_tensor_slices((x, y, w)),
+                          validation_bytes=tokenizer_lib.stream_bytes(documents))
+        train_config = run.train_config
+        if batch_size:
+            import dataclasses as dc
+
+            train_config = dc.replace(train_config, batch_size=batch_size)
+        metrics = self.evaluate(model, scored, train_config)
+        return Evaluation(metrics, name, split, metrics["val_tokens"])
 
     def export(self, model, data, run_dir):
         with atomic_path(os.path.join(run_dir, "preset")) as tmp:
@@ -245,7 +278,24 @@ class GPT2TextGenTask(Task):
         return config.sequence_length
 
 
-def _markdown_safe(text):
-    # TensorBoard renders text summaries as Markdown; keep code and markup literal.
-    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_").replace("#", "\\#").replace(
-        "\n", "  \n")
+def samples_markdown(prompts, outputs):
+    """The samples as Markdown that TensorBoard's Text tab shows as written.
+
+    TensorBoard renders a text summary as Markdown, which would eat the
+    model's `*`, `_`, `#`, line breaks and indentation, and a fenced code
+    block would still turn tabs into spaces. Each sample (its prompt, then
+    the continuation, as `generate_text` returns it) goes in a raw `<pre>`
+    block instead, HTML-escaped, with tabs as `&#9;`: Markdown passes it
+    through and the browser shows every character as the model wrote it.
+
+    Args:
+        prompts: list of str. The prompts.
+        outputs: list of str. Each prompt followed by its continuation.
+    """
+    blocks = []
+    for i, (prompt, output) in enumerate(zip(prompts, outputs), 1):
+        where = (f"the prompt is its first {len(prompt)} characters" if prompt
+                 else "from an empty prompt")
+        text = html.escape(output, quote=False).replace("\t", "&#9;")
+        blocks.append(f"**Sample {i}** (greedy; {where}):\n\n<pre>{text}</pre>")
+    return "\n\n".join(blocks)

@@ -10,7 +10,7 @@ from zoo.data import images as images_lib
 from zoo.data import splits, tfds
 from zoo.metrics import classification as metrics_lib
 from zoo.models.image_classifier import network
-from zoo.task import Data, Task
+from zoo.task import Data, Evaluation, Predictions, Task
 
 TFDS_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 DATASETS = ("digits",) + TFDS_DATASETS
@@ -142,6 +142,93 @@ class ImageClassifierTask(Task):
             "class_names": list(data.class_names), "counts": matrix.tolist(),
         })
 
+    def predict(self, run, data, *, keep=(), batch_size=1024, top_k=None):
+        """A row per image: `path`, `class`, `probability`, then `class_<k>`
+        and `probability_<k>` for the next likeliest classes, up to `top_k`
+        (defaults to 3, or fewer classes). Images are read (and resized to
+        the run's size, as training reads a folder) a chunk at a time."""
+        import numpy as np
+
+        config = run.model_config
+        class_names = list(run.config["data"].get("class_names") or range(config.num_classes))
+        top_k = min(metrics_lib.TOP_K, len(class_names)) if top_k is None else top_k
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= len(class_names):
+            raise ValueError(
+                f"Invalid value for `top_k`: must be an int in [1, {len(class_names)}] (the run's "
+                f"classes). Received: top_k={top_k!r}.")
+        if keep:
+            raise ValueError(f"Invalid value for `keep`: images have no columns to keep. Received: keep={list(keep)!r}.")
+        paths, images = _prediction_inputs(data, config)
+        columns = ["path", "class", "probability"]
+        for k in range(2, top_k + 1):
+            columns += [f"class_{k}", f"probability_{k}"]
+        model = run.model
+
+        def chunks():
+            for start in range(0, len(paths), batch_size):
+                names = paths[start:start + batch_size]
+                batch = (images[start:start + batch_size] if images is not None else np.stack([
+                    images_lib.read_image(p, config.image_height, config.image_width, config.channels)
+                    for p in names]))
+                probabilities = np.asarray(model.predict_on_batch(batch), "float32")
+                order = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+                out = {"path": names}
+                for k in range(top_k):
+                    suffix = "" if k == 0 else f"_{k + 1}"
+                    out[f"class{suffix}"] = [str(class_names[i]) for i in order[:, k]]
+                    out[f"probability{suffix}"] = np.take_along_axis(probabilities, order[:, k:k + 1], 1)[:, 0]
+                yield out
+
+        return Predictions(columns, [c for c in columns if c != "path"], chunks(), str(data))
+
+    def evaluate_data(self, run, data, options, own_data, batch_size=None):
+        """The accuracy family of the run (`test_accuracy`,
+        `test_top_3_accuracy`, `test_balanced_accuracy`, per class): on the
+        run's test split for its own data; on every image of a class folder
+        (sub-folders named as the run's classes), a dataset split
+        (`digits`, `mnist:test`) or `(images, labels)` arrays otherwise."""
+        import numpy as np
+
+        config = run.model_config
+        model = run.model
+        if own_data:
+            table = load_images(data, config, options)
+            metrics = self.evaluate(model, table, run.train_config)
+            return Evaluation(metrics, table.name, "test", len(table.test_arrays[1]))
+        class_names = list(run.config["data"].get("class_names") or range(config.num_classes))
+        images, labels, name = _evaluation_images(data, config, options, class_names)
+        batch_size = batch_size or PREDICT_BATCH
+        probabilities = np.concatenate([np.asarray(model.predict_on_batch(images[i:i + batch_size]))
+                                        for i in range(0, len(images), batch_size)])
+        scores = metrics_lib.classification_metrics(labels, probabilities, class_names)
+        metrics = {"test_num_examples": len(labels), **{f"test_{k}": v for k, v in scores.items()}}
+        return Evaluation(metrics, name, "all", len(labels))
+
+    def fold_data(self, data, num_folds, fold, seed):
+        """Stratified folds of every image (train, validation and test
+        together): fold `fold` tests, a stratified share of the rest
+        validates, as the run's own split did."""
+        import numpy as np
+
+        parts = [p for p in (data.test_arrays, data.validation_arrays) if p is not None]
+        train_images, train_labels = _train_arrays(data)
+        images = np.concatenate([train_images] + [p[0] for p in parts])
+        labels = np.concatenate([train_labels] + [p[1] for p in parts])
+        counts = np.bincount(labels, minlength=len(data.class_names))
+        smallest = int(np.argmin(counts))
+        needed = 2 if data.validation_arrays is None else 3
+        if counts[smallest] < num_folds or len(labels) - len(labels) // num_folds < needed * len(counts):
+            raise ValueError(
+                f"Invalid value for `folds`: '{data.name}' has {counts[smallest]} images of class "
+                f"'{data.class_names[smallest]}', so {num_folds} stratified folds cannot each test it; "
+                f"use at most {int(counts.min())} folds. Received: folds={num_folds}.")
+        rest, test = splits.kfold(len(labels), num_folds, fold, seed, labels=labels)
+        folded = _labelled(data.name, (images[rest], labels[rest]), (images[test], labels[test]),
+                           data.class_names, VALIDATION_SHARE if data.validation_arrays is not None else 0,
+                           named=False)
+        folded.config_updates = dict(data.config_updates)
+        return folded
+
     def example_input(self, config, batch_size=2):
         import numpy as np
 
@@ -153,6 +240,101 @@ class ImageClassifierTask(Task):
 
     def count_params(self, config):
         return network.count_params(config)
+
+
+def _train_arrays(data):
+    """The training images and int labels of a `LabelledImages`."""
+    import numpy as np
+
+    images, one_hot = data.train.batch(max(1, data.num_train)).get_single_element()
+    return np.asarray(images), np.argmax(np.asarray(one_hot), axis=-1).astype("int64")
+
+
+def _prediction_inputs(data, config):
+    """`(paths, images)`: image files to read in chunks (images None), or
+    the rows of an array (paths their indices) of the run's image shape."""
+    import glob
+
+    import numpy as np
+
+    shape = (config.image_height, config.image_width, config.channels)
+    if isinstance(data, (str, os.PathLike)):
+        data = os.fspath(data)
+        if os.path.isdir(data):
+            return images_lib.list_images(data), None
+        if glob.has_magic(data):
+            files = sorted(f for f in glob.glob(data, recursive=True)
+                           if f.lower().endswith(images_lib.IMAGE_EXTENSIONS))
+            if not files:
+                raise FileNotFoundError(f"No PNG or JPEG files match the glob '{data}'.")
+            return files, None
+        data = [data]
+    if isinstance(data, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in data):
+        missing = [os.fspath(p) for p in data if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"Image file '{missing[0]}' not found (looked in {os.path.abspath(missing[0])}).")
+        return [os.fspath(p) for p in data], None
+    images = np.asarray(data, "float32")
+    if images.ndim == 3 and shape[-1] == 1:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[1:] != shape:
+        raise ValueError(
+            f"Images for this run must be shaped (n, {', '.join(map(str, shape))}) (height, width, "
+            f"channels) in [-1, 1]. Received: shape {images.shape}. A folder or image files are "
+            "resized to the run's size.")
+    return [str(i) for i in range(len(images))], images
+
+
+def _evaluation_images(data, config, options, class_names):
+    """Labelled images to score, labels indexed by the run's classes."""
+    import numpy as np
+
+    options = dict(options or {})
+    shape = (config.image_height, config.image_width, config.channels)
+    if isinstance(data, tuple) and len(data) == 2:
+        images, labels = _arrays(*data)
+        name = "arrays"
+    elif isinstance(data, (str, os.PathLike)) and os.fspath(data).partition(":")[0] in DATASETS:
+        name, _, which = os.fspath(data).partition(":")
+        if which not in ("", "train", "test"):
+            raise ValueError(f"Unknown split '{which}' of '{name}'. Accepted: train, test. Received: data={data!r}.")
+        if name == "digits":
+            config_lib.check_options(options, (), name)
+            whole = load_images("digits", config, {})
+            images, labels = whole.test_arrays if which != "train" else _train_arrays(whole)
+        else:
+            config_lib.check_options(options, ("tfds_data_dir",), name)
+            train, test, names = tfds.image_splits(name, options.get("tfds_data_dir"))
+            images, labels = train if which == "train" else test
+        name = os.fspath(data)
+    elif isinstance(data, (str, os.PathLike)):
+        config_lib.check_options(options, (), data)
+        images, labels, names = images_lib.read_folder(data, *shape)
+        if labels is None:
+            raise ValueError(
+                f"Image folder '{os.fspath(data)}' has no class sub-folders: scoring needs one "
+                f"sub-folder per class, named as the run's classes ({', '.join(map(str, class_names))}).")
+        unknown = [n for n in names if n not in [str(c) for c in class_names]]
+        if unknown:
+            raise ValueError(
+                f"Image folder '{os.fspath(data)}' has sub-folders that are not classes of this run: "
+                f"{', '.join(unknown)}.{config_lib.did_you_mean(unknown[0], [str(c) for c in class_names])} "
+                f"The run's classes: {', '.join(map(str, class_names))}.")
+        labels = np.array([[str(c) for c in class_names].index(names[i]) for i in labels], "int64")
+        name = os.fspath(data)
+    else:
+        raise ValueError(
+            f"image_classifier evaluates on a class folder, a dataset name or (images, labels) arrays. "
+            f"Received: data={data!r} ({type(data).__name__}).")
+    if images.shape[1:] != shape:
+        raise ValueError(
+            f"The images of '{name}' are {'x'.join(map(str, images.shape[1:]))} (height x width x channels); "
+            f"this run's model takes {'x'.join(map(str, shape))} images. Evaluate on images of the run's "
+            "size (a folder is resized to it).")
+    if labels.max() >= len(class_names):
+        raise ValueError(
+            f"'{name}' has labels up to {labels.max()}; this run knows {len(class_names)} classes.")
+    return images, labels, name
 
 
 def predict(model, images):
