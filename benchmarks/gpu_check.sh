@@ -4,12 +4,18 @@
 #   OUT=/some/dir bash benchmarks/gpu_check.sh
 #
 # 1. Records the devices and versions.
-# 2. Trains each recipe for one short epoch under `--strategy auto` (which
+# 2. Trains each recipe for a short epoch under `--strategy auto` (which
 #    must pick `one_device` on one GPU and `mirrored` on several; never
-#    MirroredStrategy on one device) and keeps each run's env.json.
-# 3. Runs `python benchmarks/run.py --quick`: matmul peak in float32 and
-#    bfloat16 (the H200's bf16 MFU is measured against it), the training
-#    and generation ratios, input wait and start-up.
+#    MirroredStrategy on one device) and `--mixed-precision auto` (which
+#    must pick mixed_bfloat16 on compute capability 8.0+ and mixed_float16
+#    on 7.x, see zoo/precision.py), gpt2_textgen under each policy forced,
+#    and dcgan under `mirrored` on two logical GPUs of the first chip; then
+#    prints each run's strategy, policy, XLA setting and reason (env.json).
+# 3. Runs the benchmarks with `--quick`: the matmul peak in float32 and
+#    bfloat16 (the bf16 MFU is measured against it), every model under
+#    float32 and "auto" (precision_train), GPT-2 at GPT-2 small's width
+#    (gpt2_small), and the training ratios against plain Keras. The PyTorch
+#    contenders (benchmarks/torch_models.py) run on the CPU.
 # Everything goes into $OUT (a temporary directory when unset); the
 # script goes on after a failed step and exits non-zero at the end if any
 # step failed. Expects the `.[gpu,bench]` extras installed beforehand.
@@ -35,23 +41,42 @@ step() {  # step NAME COMMAND...: runs COMMAND, logs to $OUT/logs/NAME.log
     python -c "import keras, keras_hub; print('keras', keras.__version__, 'keras_hub', keras_hub.__version__)"
 } > "$OUT/devices.txt" 2>&1
 
-step mlp_regressor python recipes/mlp_regressor.py --strategy auto --epochs 2 \
-    --data-option num_train=4096 --run-dir "$OUT/runs/mlp_regressor" --quiet
-step dcgan python recipes/dcgan.py --strategy auto --epochs 2 --run-dir "$OUT/runs/dcgan" --quiet
-step gpt2_textgen python recipes/gpt2_textgen.py --strategy auto --epochs 1 \
-    --set num_layers=2 --set sequence_length=128 --run-dir "$OUT/runs/gpt2_textgen" --quiet
-step gpt2_textgen_bf16 python recipes/gpt2_textgen.py --strategy auto --epochs 1 \
-    --mixed-precision mixed_bfloat16 --jit-compile true --set num_layers=2 \
-    --set sequence_length=128 --run-dir "$OUT/runs/gpt2_textgen_bf16" --quiet
+step mlp_regressor python recipes/mlp_regressor.py --strategy auto --mixed-precision auto \
+    --epochs 2 --data-option num_train=4096 --run-dir "$OUT/runs/mlp_regressor" --quiet
+step dcgan python recipes/dcgan.py --strategy auto --mixed-precision auto --epochs 2 \
+    --run-dir "$OUT/runs/dcgan" --quiet
+step gpt2_textgen python recipes/gpt2_textgen.py --strategy auto --mixed-precision auto \
+    --epochs 1 --set num_layers=2 --set sequence_length=128 --run-dir "$OUT/runs/gpt2_textgen" --quiet
+# Each policy forced, with the XLA setting zoo pairs with it.
+for policy in float32 mixed_bfloat16 mixed_float16; do
+    step "gpt2_textgen_$policy" python recipes/gpt2_textgen.py --strategy auto \
+        --mixed-precision "$policy" --epochs 1 --set num_layers=2 --set sequence_length=128 \
+        --run-dir "$OUT/runs/gpt2_textgen_$policy" --quiet
+done
+# MirroredStrategy's two-replica path on one chip: two logical GPUs.
+step dcgan_mirrored python - "$OUT/runs/dcgan_mirrored" <<'EOF'
+import sys
+import tensorflow as tf
+gpus = tf.config.list_physical_devices("GPU")
+if gpus:
+    tf.config.set_logical_device_configuration(
+        gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=8192)] * 2)
+import zoo
+run = zoo.train("dcgan", strategy="mirrored", epochs=2, run_dir=sys.argv[1], verbose=0)
+print(run.metrics)
+EOF
 python - "$OUT/runs" > "$OUT/strategies.txt" 2>&1 <<'EOF'
 import glob, json, os, sys
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "*", "env.json"))):
     with open(path) as f:
-        strategy = json.load(f)["strategy"]
-    print(os.path.basename(os.path.dirname(path)), strategy["class"], strategy["num_replicas_in_sync"])
+        env = json.load(f)
+    strategy, chosen = env["strategy"], env.get("precision") or {}
+    print(os.path.basename(os.path.dirname(path)), strategy["class"], strategy["num_replicas_in_sync"],
+          chosen.get("policy"), "xla" if chosen.get("jit_compile") else "no-xla", chosen.get("reason"))
 EOF
 cat "$OUT/strategies.txt"
-step benchmarks python benchmarks/run.py --quick --out "$OUT/results"
+step benchmarks python benchmarks/run.py --quick --no-rss --out "$OUT/results" \
+    matmul_peak precision_train gpt2_small mlp_train dcgan_train gpt2_train
 cat "$OUT/logs/benchmarks.log" | tail -150
 echo "Results in $OUT"
 exit $failed

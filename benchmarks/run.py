@@ -45,6 +45,8 @@ BENCHMARKS = {
     "gpt2_tuning": ("tuning", "gpt2_tuning", ()),
     "fit_tail": ("tuning", "fit_tail", ()),
     "zoo_overhead": ("tuning", "zoo_overhead", ()),
+    "precision_train": ("precision", "precision_train", ()),
+    "gpt2_small": ("precision", "gpt2_small", ()),
     "tensorboard_logger": ("tensorboard_logger", "logger_epoch", ()),
 }
 TORCH_CONTENDERS = {"torch", "torch_float32", "torch_bfloat16", "transformers"}

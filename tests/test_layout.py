@@ -23,7 +23,8 @@ LAYERS = [
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),
     ("shared", ("zoo.data", "zoo.metrics", "zoo.hub")),
-    ("base", ("zoo.config", "zoo.files", "zoo.quiet", "zoo.distribute", "zoo.workarounds")),
+    ("base", ("zoo.config", "zoo.files", "zoo.quiet", "zoo.distribute", "zoo.workarounds",
+              "zoo.precision")),
 ]
 
 

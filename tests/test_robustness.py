@@ -528,7 +528,7 @@ WRONG = {
     "--learning-rate": (["-1"], r"Invalid value for `learning_rate`: must be a positive number"),
     "--strategy": (["mirored"], r"argument --strategy: invalid choice: 'mirored'"),
     "--seed": (["1.5"], r"argument --seed: invalid int value: '1.5'"),
-    "--mixed-precision": (["float64"], r"Invalid value for `mixed_precision`"),
+    "--mixed-precision": (["float64"], r"argument --mixed-precision: invalid choice: 'float64'"),
     "--steps-per-execution": (["0"], r"Invalid value for `steps_per_execution`: must be at least 1"),
     "--jit-compile": (["maybe"], r"argument --jit-compile: invalid choice: 'maybe'"),
     "--log-every-n-steps": (["-5"], r"Invalid value for `log_every_n_steps`"),

@@ -33,7 +33,7 @@ _TRAIN_FLAGS = {
     "learning_rate": dict(type=float),
     "strategy": dict(default="auto", choices=config_lib.STRATEGIES),
     "seed": dict(type=int, default=0),
-    "mixed_precision": dict(),
+    "mixed_precision": dict(default="auto", choices=config_lib.MIXED_PRECISION),
     "steps_per_execution": dict(type=int),
     "jit_compile": dict(default="auto", choices=["auto", "true", "false"]),
     "log_every_n_steps": dict(type=int, default=50),

@@ -16,6 +16,8 @@ import types
 import typing
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker")
+# "auto" lets `zoo.precision.choose` pick one of the others for the hardware.
+MIXED_PRECISION = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 def closest(name, choices):
@@ -218,6 +220,15 @@ def check_strategy(name):
         )
 
 
+def check_mixed_precision(name):
+    """Raises a `ValueError` that lists the choices for an unknown dtype policy."""
+    if name is not None and name not in MIXED_PRECISION:
+        raise ValueError(
+            f"Invalid value for `mixed_precision`: unknown policy '{name}'."
+            f"{did_you_mean(name, MIXED_PRECISION)} Accepted: {', '.join(MIXED_PRECISION)}."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How a model is trained; saved in `config.json` beside the model config.
@@ -229,8 +240,14 @@ class TrainConfig:
         strategy: str. "auto", "default", "one_device", "mirrored" or
             "multi_worker". Defaults to "auto".
         seed: int. Seeds weights, data order and splits. Defaults to 0.
-        mixed_precision: str | None. A Keras dtype policy such as
-            "mixed_bfloat16", or None for float32. Defaults to None.
+        mixed_precision: str | None. "auto" picks mixed_bfloat16 on CPUs
+            with AMX (or AVX512_BF16 where a bfloat16 matmul measures
+            faster) and on GPUs of compute capability 8.0+, mixed_float16
+            with loss scaling on 7.x GPUs, float32 elsewhere and for models
+            under 1M parameters, and no XLA under bfloat16 on a CPU (see
+            env.json for the choice and why); or force "float32",
+            "mixed_bfloat16" or "mixed_float16" (None means float32).
+            Defaults to "auto".
         steps_per_execution: int. Training steps run per `tf.function`
             call. Defaults to 1.
         jit_compile: str | bool. XLA: "auto" lets Keras decide, True or
@@ -254,7 +271,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     strategy: str = "auto"
     seed: int = 0
-    mixed_precision: str | None = None
+    mixed_precision: str | None = "auto"
     steps_per_execution: int = 1
     jit_compile: str | bool = "auto"
     log_every_n_steps: int = 50
@@ -280,11 +297,7 @@ class TrainConfig:
             self.jit_compile in ("auto", True, False), "jit_compile",
             self.jit_compile, 'must be "auto", True or False',
         )
-        require(
-            self.mixed_precision in (None, "mixed_float16", "mixed_bfloat16", "float32"),
-            "mixed_precision", self.mixed_precision,
-            'must be None, "float32", "mixed_float16" or "mixed_bfloat16"',
-        )
+        check_mixed_precision(self.mixed_precision)
         require(
             self.log_every_n_steps >= 0, "log_every_n_steps", self.log_every_n_steps,
             "must be 0 (off) or a positive step count",

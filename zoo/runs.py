@@ -3,7 +3,8 @@
 A run directory holds:
 
 - `config.json`: the resolved model and training config;
-- `env.json`: package versions, devices, strategy and replica count;
+- `env.json`: package versions, devices, strategy and replica count, and
+  the dtype policy and XLA setting with the reason for them (`precision`);
 - `logs/`: TensorBoard events (`train/`, `validation/`, and the images,
   text, HParams session and final metrics at the top; `zoo.tensorboard`);
 - `checkpoints/`: weights, optimizer and callback state of the last epoch;
@@ -217,8 +218,11 @@ def default_run_dir(name):
     return os.path.join("runs", name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
 
 
-def env_info(strategy):
-    """Versions, devices and the strategy, for `env.json`."""
+def env_info(strategy, precision=None):
+    """Versions, devices, the strategy and the precision, for `env.json`.
+
+    `precision` is `zoo.precision.Choice.describe()`: policy, XLA, reason.
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -238,6 +242,7 @@ def env_info(strategy):
         "devices": [d.name for d in tf.config.list_logical_devices()],
         "strategy": distribute.describe(strategy),
         "tf_config": distribute.tf_config(),
+        "precision": precision,
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
     }
 
@@ -254,6 +259,10 @@ def config_mismatch(saved, new, ignore=RESUMABLE_FIELDS):
     new = json.loads(json.dumps(new, default=json_default))
     for section in ("model", "train"):
         a, b = saved.get(section, {}), new.get(section, {})
+        if section == "train":
+            # Before "auto" became the default, None meant float32.
+            a, b = ({**d, "mixed_precision": "float32"} if "mixed_precision" in d and d["mixed_precision"] is None
+                    else d for d in (a, b))
         for key in sorted(set(a) | set(b)):
             if section == "train" and (key in ignore or key not in a):
                 continue
@@ -438,10 +447,13 @@ def resume_plan(run_dir, saved, new, finished):
     return "resume"
 
 
-def print_summary(run_dir, metrics, tensorboard_flags=""):
+def print_summary(run_dir, metrics, tensorboard_flags="", precision=None):
     """Prints the final metrics and the command that opens the run in
     TensorBoard, with the flags it needs to show every image (`--samples_per_plugin`)."""
     print(f"\nRun finished: {run_dir}")
+    if precision:
+        xla = {True: "XLA on", False: "XLA off"}.get(precision["jit_compile"], "XLA auto")
+        print(f"Precision: {precision['policy']}, {xla} ({precision['reason']})")
     width = max(len(k) for k in metrics) if metrics else 0
     for key, value in metrics.items():
         print(f"  {key:<{width}}  {value:.6g}" if isinstance(value, float) else f"  {key:<{width}}  {value}")

@@ -226,11 +226,19 @@ class Task:
         """`steps_per_execution` and `jit_compile` for `model.compile`.
 
         Every `compile` passes these on, so the training flags reach Keras
-        whatever the model; `compile_model` checks that they did.
+        whatever the model; `compile_model` checks that they did. Under the
+        dtype policy in force, `jit_compile="auto"` first goes through
+        `zoo.precision.xla_for` (no XLA under bfloat16 on a CPU), then
+        through the task's `resolve_jit_compile`.
         """
+        import keras
+
+        from zoo import precision
+
+        jit_compile = precision.xla_for(keras.config.dtype_policy().name, train_config.jit_compile)
         return {
             "steps_per_execution": train_config.steps_per_execution,
-            "jit_compile": self.resolve_jit_compile(train_config.jit_compile),
+            "jit_compile": self.resolve_jit_compile(jit_compile),
         }
 
     def resolve_jit_compile(self, jit_compile):

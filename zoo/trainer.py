@@ -47,6 +47,7 @@ class _Session:
     write_dir: str = None
     overrides: dict = dataclasses.field(default_factory=dict)
     batch_size_given: bool = False
+    precision: object = None
     fitting: bool = False
     plan: str = "new"
     fold: tuple = None
@@ -69,7 +70,8 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", fold=N
             task's `fold_data`. Defaults to None.
         **options: training options, the fields of `zoo.config.TrainConfig`
             (`epochs`, `batch_size`, `learning_rate`, `strategy`, `seed`,
-            `mixed_precision`, `steps_per_execution`, `jit_compile`,
+            `mixed_precision` ("auto" by default, see `zoo.precision`),
+            `steps_per_execution`, `jit_compile`,
             `log_every_n_steps`, `profile_batch`, `preset`, and
             `data_options` as a dict), whose defaults are the recipe's; any
             other keyword is a model config field.
@@ -86,8 +88,9 @@ def train(name, *, data=None, run_dir=None, callbacks=(), verbose="auto", fold=N
     session = _resolve(name, data, run_dir, verbose, options)
     session.fold = fold
     _start_tensorflow(session)
-    with _dtype_policy(session.train_config.mixed_precision):
-        _load_data(session, data, options)
+    _load_data(session, data, options)
+    _choose_precision(session)
+    with _dtype_policy(session.precision.policy):
         with _run_dir(session) as plan:
             session.plan = plan
             if plan == "finished":
@@ -110,8 +113,7 @@ def check(name, *, data=None, fold=None, **options):
     session = _resolve(name, data, None, 0, options)
     session.fold = fold
     _start_tensorflow(session)
-    with _dtype_policy(session.train_config.mixed_precision):
-        _load_data(session, data, options)
+    _load_data(session, data, options)  # In float32, as `train` loads it.
     return session.config_json
 
 
@@ -180,12 +182,12 @@ def _start_tensorflow(session):
 
 
 @contextlib.contextmanager
-def _dtype_policy(mixed_precision):
+def _dtype_policy(policy):
     """Sets Keras' global dtype policy for one run and restores the old one."""
     import keras
 
     previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(mixed_precision or "float32")
+    keras.config.set_dtype_policy(policy)
     try:
         yield
     finally:
@@ -228,6 +230,20 @@ def _load_data(session, data, options):
                                            fold=session.fold)
 
 
+def _choose_precision(session):
+    """Phase 3b: the dtype policy and XLA setting for this machine and model.
+
+    After the data, which can set the model's size (a preset's
+    architecture); see `zoo.precision` for what "auto" picks.
+    """
+    from zoo import precision
+
+    train_config = session.train_config
+    session.precision = precision.choose(
+        train_config.mixed_precision, train_config.jit_compile,
+        num_params=session.entry.task.count_params(session.model_config))
+
+
 @contextlib.contextmanager
 def _run_dir(session):
     """Phase 4: enter the run directory; yields the `runs.resume_plan`.
@@ -265,7 +281,8 @@ def _run_dir(session):
                     os.remove(os.path.join(run_dir, runs.METRICS))
             if plan != "finished":
                 write_json(os.path.join(run_dir, runs.CONFIG), session.config_json)
-                write_json(os.path.join(run_dir, "env.json"), runs.env_info(session.strategy))
+                write_json(os.path.join(run_dir, "env.json"),
+                           runs.env_info(session.strategy, session.precision.describe()))
             yield plan
         except BaseException:
             if created and not session.fitting:
@@ -303,6 +320,11 @@ def _build_model(session):
         model = task.build(session.entry.build, session.model_config, train_config.preset, session.data)
         task.prepare(model, session.data)
         task_lib.compile_model(task, model, session.model_config, train_config, steps_per_epoch)
+    # The XLA setting as Keras resolved it, beside the policy and why.
+    session.precision = dataclasses.replace(session.precision, jit_compile=model.jit_compile)
+    if session.chief:
+        write_json(os.path.join(session.run_dir, "env.json"),
+                   runs.env_info(session.strategy, session.precision.describe()))
     return model
 
 
@@ -419,5 +441,5 @@ def _finish(session, model, checkpoint, verbose):
     else:
         shutil.rmtree(session.write_dir, ignore_errors=True)
     if verbose != 0 and session.chief:
-        runs.print_summary(run_dir, metrics, tensorboard_flags)
+        runs.print_summary(run_dir, metrics, tensorboard_flags, session.precision.describe())
     return runs.Run(run_dir, metrics, session.config_json, history, model)

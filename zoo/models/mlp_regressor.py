@@ -404,11 +404,13 @@ def mlp_regressor(config):
     import keras
 
     inputs = keras.Input((config.input_dim,), name="features")
-    x = keras.layers.Normalization(name="feature_normalization")(inputs)
+    # Both normalizations compute in float32 under a mixed policy: raw
+    # features and targets can be large (prices), and bfloat16 keeps 3 digits.
+    x = keras.layers.Normalization(name="feature_normalization", dtype="float32")(inputs)
     for i, units in enumerate(config.hidden_units):
         x = keras.layers.Dense(units, activation=config.activation, name=f"hidden_{i}")(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"dropout_{i}")(x)
     x = keras.layers.Dense(config.output_dim, name="scaled_prediction")(x)
-    outputs = keras.layers.Normalization(invert=True, name="target_denormalization")(x)
+    outputs = keras.layers.Normalization(invert=True, name="target_denormalization", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="mlp_regressor")

@@ -24,8 +24,10 @@ def build_generator(config):
         x = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", name=f"up_{i}")(x)
         x = keras.layers.BatchNormalization(synchronized=True, name=f"up_{i}_bn")(x)
         x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
+    # float32 under a mixed policy: the images are the model's output.
     images = keras.layers.Conv2DTranspose(
-        config.channels, 4, strides=2, padding="same", activation="tanh", name="to_image"
+        config.channels, 4, strides=2, padding="same", activation="tanh", name="to_image",
+        dtype="float32",
     )(x)
     return keras.Model(noise, images, name="generator")
 
@@ -42,7 +44,8 @@ def build_discriminator(config):
             x = keras.layers.BatchNormalization(synchronized=True, name=f"down_{i}_bn")(x)
         x = keras.layers.LeakyReLU(config.leaky_relu_slope)(x)
     x = keras.layers.Flatten()(x)
-    logits = keras.layers.Dense(1, name="logit")(x)
+    # float32 under a mixed policy: the losses are taken of these logits.
+    logits = keras.layers.Dense(1, name="logit", dtype="float32")(x)
     return keras.Model(images, logits, name="discriminator")
 
 
@@ -60,6 +63,16 @@ class DCGAN(keras.Model):
     from a `keras.random.SeedGenerator`; each replica draws the whole
     global batch's noise and keeps its own slice, so the noise does not
     depend on the number of replicas.
+
+    Mixed precision: the discriminator's logit and the generator's image
+    layers compute in float32, so the losses and outputs are float32 (batch
+    normalization computes in float32 by itself). Under `mixed_float16`,
+    `compile` wraps both optimizers in `keras.optimizers.LossScaleOptimizer`
+    (Keras does that only for the optimizer it compiles with, and this
+    `train_step` applies its own two), and `train_step` scales each loss
+    with its optimizer's `scale_loss`, which leaves the loss as it is under
+    any other policy; `apply` unscales the gradients and skips a step whose
+    gradients overflowed.
     """
 
     def __init__(self, generator, discriminator, latent_dim, seed=None, **kwargs):
@@ -74,6 +87,10 @@ class DCGAN(keras.Model):
 
     def compile(self, d_optimizer, g_optimizer, **kwargs):
         super().compile(**kwargs)
+        if self.dtype_policy.name == "mixed_float16":
+            scaled = keras.optimizers.LossScaleOptimizer
+            d_optimizer = d_optimizer if isinstance(d_optimizer, scaled) else scaled(d_optimizer)
+            g_optimizer = g_optimizer if isinstance(g_optimizer, scaled) else scaled(g_optimizer)
         self.d_optimizer = d_optimizer
         self.g_optimizer = g_optimizer
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -115,13 +132,15 @@ class DCGAN(keras.Model):
             d_loss = mean_loss(tf.ones_like(real_logits), real_logits) + mean_loss(
                 tf.zeros_like(fake_logits), fake_logits
             )
-        grads = tape.gradient(d_loss, self.discriminator.trainable_variables)
+            scaled = self.d_optimizer.scale_loss(d_loss)
+        grads = tape.gradient(scaled, self.discriminator.trainable_variables)
         self.d_optimizer.apply(grads, self.discriminator.trainable_variables)
 
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
             g_loss = mean_loss(tf.ones_like(fake_logits), fake_logits)
-        grads = tape.gradient(g_loss, self.generator.trainable_variables)
+            scaled = self.g_optimizer.scale_loss(g_loss)
+        grads = tape.gradient(scaled, self.generator.trainable_variables)
         self.g_optimizer.apply(grads, self.generator.trainable_variables)
 
         # Trackers average over replicas, so give each the replica mean.

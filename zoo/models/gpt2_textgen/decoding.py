@@ -128,7 +128,9 @@ def _decode(model, token_ids, padding_mask, cache, hidden_states, index, stop_to
         position = index - 1
         token = ops.slice(prompt, [0, position], [ops.shape(prompt)[0], 1])
         logits, hidden_states, cache = _call_with_cache(model, token, cache, position)
-        return ops.squeeze(logits, axis=1), ops.squeeze(hidden_states, axis=1), cache
+        # The sampler's softmax in float32 under a mixed policy too.
+        logits = ops.cast(ops.squeeze(logits, axis=1), "float32")
+        return logits, ops.squeeze(hidden_states, axis=1), cache
 
     return model.sampler(next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
                          stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=model)
