@@ -62,7 +62,8 @@ def add_train_arguments(parser, defaults=None, task=None):
     Args:
         parser: `argparse.ArgumentParser`.
         defaults: dict. Recipe defaults shown in `--help` (`epochs`,
-            `batch_size`, `learning_rate`). Defaults to none.
+            `batch_size`, `learning_rate`, `steps_per_execution`); the
+            trainer applies them. Defaults to none.
         task: `zoo.task.Task`. Adds the flags of its dataset options
             (`Task.data_flags`). Defaults to None.
     """
@@ -70,10 +71,13 @@ def add_train_arguments(parser, defaults=None, task=None):
     add = parser.add_argument
     add("--data", help="dataset name or path; defaults to the model's embedded dataset")
     for name, kwargs in _TRAIN_FLAGS.items():
-        kwargs = dict(kwargs)
-        if name in defaults and defaults[name] is not None:
-            kwargs["default"] = defaults[name]
-        add(f"--{name.replace('_', '-')}", help=_field_help(name), **kwargs)
+        text = _field_help(name)
+        if name in defaults:
+            # Shown, not set: the trainer fills in the recipe's value (and,
+            # for steps_per_execution, 1 under multi_worker).
+            recipe = "chosen from the data size" if defaults[name] is None else defaults[name]
+            text = f"{text} This model's recipe: {recipe}."
+        add(f"--{name.replace('_', '-')}", help=text, **kwargs)
     add("--run-dir", help="run directory; rerun with the same one to resume")
     add("--folds", type=int, metavar="K",
         help="cross-validate: K seeded folds, each a run in RUN/fold-<i>/, and their mean and std")
@@ -88,7 +92,7 @@ def add_train_arguments(parser, defaults=None, task=None):
         if kind is bool:
             add(flag, dest=f"option_{name}", action="store_true", help=text)
         else:
-            add(flag, dest=f"option_{name}", help=text)
+            add(flag, dest=f"option_{name}", metavar=name.upper(), help=text)
     add("--data-option", dest="data_options", action="append", default=[], metavar="KEY=VALUE",
         help="a dataset option" + (f" ({', '.join(options)})" if options else ""))
     add("--quiet", action="store_true", help="no progress bar or summary")
@@ -262,7 +266,7 @@ def _cmd_train(name, rest):
     except KeyError as e:
         return _fail(e)
     parser = argparse.ArgumentParser(prog=f"zoo train {name}")
-    add_train_arguments(parser, task=task)
+    add_train_arguments(parser, dict(task.train_defaults), task)
     return run_training(name, parser.parse_args(rest))
 
 
