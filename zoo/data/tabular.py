@@ -188,22 +188,32 @@ def stream_csv(path, columns, *, keep=(), chunk_rows=CHUNK_ROWS, allow_missing=F
     """
     path = os.fspath(path)
     header = _csv_header(path)
+    _check_columns(header, columns, keep, wanted, subject=f"'{path}'",
+                   listing=f"Columns of '{path}'", where=f"'{path}'")
+    return _stream_rows(path, header, list(columns), list(keep), chunk_rows, allow_missing)
+
+
+def _check_columns(header, columns, keep, wanted, *, subject, listing, where):
+    """Raises a `ValueError` for a needed or kept column missing from `header`.
+
+    `subject` starts the message ("'new.csv'", "The DataFrame"), `listing`
+    introduces the columns there are, `where` names the table for `keep`.
+    """
     lacking = [c for c in columns if c not in header]
     if lacking:
         # Only columns that nothing else needs can be the misspelt one.
         spare = [c for c in header if c not in columns]
         hints = "".join(config_lib.did_you_mean(c, spare) for c in lacking[:3]) if spare else ""
         raise ValueError(
-            f"'{path}' lacks {len(lacking)} of {wanted}: {', '.join(lacking)}.{hints} "
-            f"Columns of '{path}': {', '.join(header)}. Needed: {', '.join(columns)}."
+            f"{subject} lacks {len(lacking)} of {wanted}: {', '.join(lacking)}.{hints} "
+            f"{listing}: {', '.join(header)}. Needed: {', '.join(columns)}."
         )
     for column in keep:
         if column not in header:
             raise ValueError(
-                f"Invalid value for `keep`: column '{column}' not found in '{path}'."
+                f"Invalid value for `keep`: column '{column}' not found in {where}."
                 f"{config_lib.did_you_mean(column, header)} Columns: {', '.join(header)}."
             )
-    return _stream_rows(path, header, list(columns), list(keep), chunk_rows, allow_missing)
 
 
 def _csv_header(path):
@@ -326,20 +336,8 @@ def stream_table(data, columns, *, keep=(), chunk_rows=CHUNK_ROWS, allow_missing
             f"Cannot read a table from {type(data).__name__}. Accepted: the path of a CSV file, "
             "a pandas DataFrame, a dict of column name to values, or a 2-D array."
         )
-    lacking = [c for c in columns if c not in table]
-    if lacking:
-        spare = [c for c in header if c not in columns]
-        hints = "".join(config_lib.did_you_mean(c, spare) for c in lacking[:3]) if spare else ""
-        raise ValueError(
-            f"{name[0].upper()}{name[1:]} lacks {len(lacking)} of {wanted}: {', '.join(lacking)}."
-            f"{hints} Its columns: {', '.join(header)}. Needed: {', '.join(columns)}."
-        )
-    for column in keep:
-        if column not in table:
-            raise ValueError(
-                f"Invalid value for `keep`: column '{column}' not found in {name}."
-                f"{config_lib.did_you_mean(column, header)} Columns: {', '.join(header)}."
-            )
+    _check_columns(header, columns, keep, wanted, subject=f"{name[0].upper()}{name[1:]}",
+                   listing="Its columns", where=name)
     lengths = {len(table[c]) for c in list(columns) + list(keep)}
     if len(lengths) > 1:
         raise ValueError(f"The columns of {name} differ in length: {sorted(lengths)}.")
