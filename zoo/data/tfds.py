@@ -57,9 +57,8 @@ def image_splits(name, directory=None, *, fallback=None):
         `((train_images, train_labels), (test_images, test_labels),
         class_names)`, images float32 in [-1, 1] shaped `(n, h, w, c)`.
     """
+    builder = prepared_builder(name, directory, fallback=fallback)  # Checks the import first.
     import tensorflow_datasets as tfds
-
-    builder = prepared_builder(name, directory, fallback=fallback)
 
     def split(which):
         images, labels = tfds.as_numpy(builder.as_dataset(split=which, batch_size=-1, as_supervised=True))
