@@ -7,7 +7,6 @@ this module imports TensorFlow.
 """
 
 import contextlib
-import json
 import math
 import os
 import sys

@@ -94,5 +94,3 @@ def dcgan(config, seed=None):
     from zoo.models.dcgan import network
 
     return network.build(config, seed=seed)
-    model(_zeros(config))  # Builds the model's variables.
-    return model
