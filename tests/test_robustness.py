@@ -215,7 +215,8 @@ def test_a_run_that_fails_before_training_removes_the_directory_it_made(tmp_path
         x = np.zeros((40, 3), "float32")
         with pytest.raises(ValueError, match="cannot be built"):
             zoo.train("zz_unbuildable", data=(x, x[:, :1]), run_dir=tmp_path / "r", verbose=0)
-        assert os.listdir(tmp_path) == []
+        # The cache (the precision check's measurement, on a CPU with AVX512_BF16) is not the run's.
+        assert [p for p in os.listdir(tmp_path) if p != "cache"] == []
     finally:
         zoo.registry.unregister("zz_unbuildable")
 

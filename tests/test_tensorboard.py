@@ -12,7 +12,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +23,7 @@ import urllib.request
 import pytest
 
 import zoo
+from zoo import tensorboard
 from conftest import ROOT, ZOO, zoo_env
 
 # Small data for each model's tiny config; a model not listed trains on its
@@ -270,10 +270,14 @@ def test_hparams_list_every_run_of_every_model_with_its_own_values(server, logdi
             assert hparams[f"model.{field}"] == expected, (key, field)
         assert hparams["train.epochs"] == run.config["train"]["epochs"]
         values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"] for m in group["metricValues"]}
-        own = {k: v for k, v in run.metrics.items() if not k.startswith("final_") and k != "epochs_trained"}
+        headline = zoo.registry.get_entry(run.config["model_name"]).task.headline_metrics
+        own = tensorboard.headline_metrics(run.metrics, headline)
         assert own, key
         for metric, value in own.items():
             assert values[("", f"evaluation/{metric}")] == pytest.approx(value, rel=1e-6), (key, metric)
+        # Per-class scores and counts are in run_summary, not columns.
+        rest = {f"evaluation/{m}" for m in run.metrics} - {f"evaluation/{m}" for m in own}
+        assert not rest & {tag for _, tag in values}, key
         if "val_loss" in run.history:  # The last point of an epoch series is a column too.
             assert values[("validation", "epoch_loss")] == pytest.approx(run.history["val_loss"][-1], rel=1e-6)
         # Nothing of another model's evaluation in this row.
@@ -286,6 +290,12 @@ def test_final_metrics_are_one_summary_not_one_point_charts(server, logdir):
     _, runs = logdir
     tags = server.get("/data/plugin/scalars/tags")
     assert not [t for run in tags.values() for t in run if t.startswith("final")]
+    # The one-point charts left are the HParams columns: a task's few headline
+    # metrics (42 before, with every per-class score and count).
+    one_point = {t for run in tags.values() for t in run if t.startswith("evaluation/")}
+    headlines = {f"evaluation/{m}" for r in runs.values() for m in tensorboard.headline_metrics(
+        r.metrics, zoo.registry.get_entry(r.config["model_name"]).task.headline_metrics)}
+    assert one_point == headlines and len(one_point) <= 3 * len(zoo.list_models())
     run = runs["mlp_regressor"]
     texts = server.get("/data/plugin/text/text", run="mlp_regressor/logs", tag="run_summary")
     assert len(texts) == 1

@@ -19,7 +19,6 @@ record["metrics"]["test_mse"], record["run_metrics"]["test_mse"]
 """
 
 import datetime
-import math
 import os
 import re
 import shutil
@@ -83,7 +82,7 @@ def evaluate(run, data=None, *, name=None, data_options=None, batch_size=None):
         "run_metrics": {k: run.metrics[k] for k in metrics if k in run.metrics},
         "evaluated": datetime.datetime.now().isoformat(timespec="seconds"),
     }
-    _write_events(run, name, record)
+    _write_events(run, name, record, task.headline_metrics)
     write_json(os.path.join(run.dir, EVALUATIONS, f"{name}.json"), record)
     return record
 
@@ -147,12 +146,12 @@ def _as_json(obj):
     return json.loads(json.dumps(obj, default=json_default))
 
 
-def _write_events(run, name, record):
+def _write_events(run, name, record, headline):
     """`evaluation/<metric>` scalars in `logs/evaluations/<name>/`, replacing an
     earlier evaluation of that name whole."""
     import tensorflow as tf
 
-    from zoo.tensorboard import EVALUATION_PREFIX
+    from zoo.tensorboard import EVALUATION_PREFIX, headline_metrics
 
     final = os.path.join(run.dir, "logs", EVALUATIONS, name)
     # Built outside logs/, so TensorBoard never lists a half-written run.
@@ -161,9 +160,8 @@ def _write_events(run, name, record):
     try:
         writer = tf.summary.create_file_writer(tmp, filename_suffix=".evaluation")
         with writer.as_default(step=int(run.metrics.get("epochs_trained", 0) or 0)):
-            for key, value in record["metrics"].items():
-                if math.isfinite(value):
-                    tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", value)
+            for key, value in headline_metrics(record["metrics"], headline).items():
+                tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", value)
             tf.summary.text("evaluation", (
                 f"data: {record['data']}, split: {record['split']}, "
                 f"{record['num_examples']} examples"))

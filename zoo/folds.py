@@ -102,7 +102,7 @@ def train_folds(name, *, folds, data=None, run_dir=None, verbose="auto", callbac
             fold_runs.append(trainer.train(name, data=data, run_dir=fold_dir, fold=(i, folds),
                                            verbose=verbose, callbacks=callbacks, **options))
     metrics = summarize([r.metrics for r in fold_runs])
-    _write_events(os.path.join(run_dir, "logs"), metrics)
+    _write_events(os.path.join(run_dir, "logs"), metrics, entry.task.headline_metrics)
     write_json(os.path.join(run_dir, runs.METRICS), metrics)
     if verbose != 0:
         print_summary(run_dir, metrics)
@@ -149,18 +149,22 @@ def summarize(fold_metrics):
     return out
 
 
-def _write_events(logdir, metrics):
+def _write_events(logdir, metrics, headline):
     import glob
 
     import tensorflow as tf
 
-    from zoo.tensorboard import EVALUATION_PREFIX
+    from zoo.tensorboard import EVALUATION_PREFIX, headline_metrics
+
+    shown = headline_metrics({k: 0.0 for k in metrics}, headline)
 
     for old in glob.glob(os.path.join(logdir, "events.out.tfevents.*.cross_validation")):
         os.remove(old)  # Left by a run stopped before its metrics.json.
     writer = tf.summary.create_file_writer(logdir, filename_suffix=".cross_validation")
     with writer.as_default(step=0):
         for key, stats in metrics.items():
+            if key not in shown:
+                continue
             if math.isfinite(stats["mean"]):
                 tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", stats["mean"])
             if math.isfinite(stats["std"]):

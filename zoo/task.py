@@ -139,6 +139,12 @@ class Task:
             `(type, help)`. The CLI parses `--data-option K=V` with the type.
         data_flags: tuple of str. Options that get a flag of their own in
             `zoo train NAME` (`target` -> `--target`).
+        headline_metrics: tuple of str. Shell-style patterns of the
+            metrics of `evaluate` that TensorBoard shows as HParams columns
+            (and so as `evaluation/<name>` scalars, which the HParams plugin
+            reads them from); the others, such as per-class scores and
+            counts, are in `metrics.json` and the `run_summary` text only.
+            Defaults to every metric.
     """
 
     default_data = None
@@ -147,6 +153,7 @@ class Task:
     has_presets = False
     data_options = {}
     data_flags = ()
+    headline_metrics = ("*",)
 
     def load_data(self, data, config, options, seed, preset=None):
         """Returns a `Data` for `data` (a name, path or arrays).

@@ -247,7 +247,7 @@ def hparams_of(config_json):
     return hparams
 
 
-def write_final_summaries(logdir, metrics, config_json, run_dir=None):
+def write_final_summaries(logdir, metrics, config_json, run_dir=None, headline=("*",)):
     """Writes a finished run's HParams session, evaluation and summary.
 
     No experiment summary (`hparams_config`) is written: TensorBoard takes
@@ -255,11 +255,13 @@ def write_final_summaries(logdir, metrics, config_json, run_dir=None):
     every other model. Without one it builds the table from every run's
     session, with each run's own hparams, and takes the metric columns from
     the scalars under each session: the last `train/epoch_*` and
-    `validation/epoch_*` points, and the evaluation metrics written here as
-    `evaluation/<name>` (the HParams plugin reads metric values from scalar
-    series only). The session's name is the run directory, so two runs
-    never merge into one row. `run_summary` is every metric of
-    `metrics.json` in one Markdown table, for the Text tab.
+    `validation/epoch_*` points, and the task's headline evaluation metrics
+    written here as `evaluation/<name>` (the HParams plugin reads metric
+    values from scalar series only, so each is also a one-point chart in
+    Time Series; per-class scores and counts are left to the summary). The
+    session's name is the run directory, so two runs never merge into one
+    row. `run_summary` is every metric of `metrics.json` in one Markdown
+    table, for the Text tab.
 
     Args:
         logdir: str. The run's `logs/` directory.
@@ -267,6 +269,8 @@ def write_final_summaries(logdir, metrics, config_json, run_dir=None):
         config_json: dict. The run's `config.json`.
         run_dir: str. The run directory, the session's name. Defaults to
             the parent of `logdir`.
+        headline: tuple of str. The task's `headline_metrics` patterns.
+            Defaults to every metric.
 
     Returns:
         str. The `tensorboard` flags this run needs to show all of its
@@ -280,18 +284,29 @@ def write_final_summaries(logdir, metrics, config_json, run_dir=None):
     writer = tf.summary.create_file_writer(logdir)
     with writer.as_default(step=step):
         hp.hparams(hparams_of(config_json), trial_id=run_dir)
-        for key, value in metrics.items():
-            if _is_evaluation(key) and isinstance(value, (int, float)) and math.isfinite(value):
-                tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", float(value))
+        for key, value in headline_metrics(metrics, headline).items():
+            tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", value)
         tf.summary.text(SUMMARY_TAG, summary_markdown(run_dir, metrics, config_json))
     writer.close()
     return samples_flags(logdir)
 
 
-def _is_evaluation(key):
-    # `final_<metric>` repeats the last point of an epoch series, which the
-    # HParams table shows already; `epochs_trained` is in the summary.
-    return not key.startswith("final_") and key != "epochs_trained"
+def headline_metrics(metrics, patterns=("*",)):
+    """The finite numbers of `metrics` whose names match one of `patterns`
+    (a task's `headline_metrics`), as floats: what goes to `evaluation/`.
+
+    `final_<metric>` repeats the last point of an epoch series, which the
+    HParams table shows already, and `epochs_trained` is in the summary, so
+    neither is ever a headline.
+    """
+    import fnmatch
+
+    return {
+        key: float(value) for key, value in metrics.items()
+        if not key.startswith("final_") and key != "epochs_trained"
+        and any(fnmatch.fnmatchcase(key, p) for p in patterns)
+        and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    }
 
 
 def summary_markdown(run_dir, metrics, config_json):

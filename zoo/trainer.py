@@ -432,7 +432,7 @@ def _finish(session, model, checkpoint, verbose):
         from zoo.tensorboard import write_final_summaries
 
         tensorboard_flags = write_final_summaries(
-            os.path.join(run_dir, "logs"), metrics, session.config_json, run_dir)
+            os.path.join(run_dir, "logs"), metrics, session.config_json, run_dir, task.headline_metrics)
         write_json(os.path.join(run_dir, "history.json"), history)
         with atomic_path(os.path.join(run_dir, "model.keras")) as tmp:
             model.save(tmp)

@@ -104,6 +104,8 @@ class MLPRegressorTask(Task):
         "data_seed": (int, "friedman1: seed of the generated data (the run's seed)"),
     }
     data_flags = ("target", "features", "drop_missing")
+    # The training-mean baseline_* scores are in run_summary, for reference.
+    headline_metrics = ("test_mse", "test_mae", "test_r2")
     train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3, "steps_per_execution": 8}
 
     def default_batch_size(self, num_train):

@@ -60,6 +60,7 @@ class GPT2TextGenTask(Task):
         "validation_fraction": (float, "share of the text held out for validation (0.1)"),
     }
     data_flags = ("tfds_data_dir",)
+    headline_metrics = ("val_perplexity", "val_bits_per_byte", "bits_per_byte_vs_xz")
 
     def load_data(self, data, config, options, seed, preset=None):
         import numpy as np

@@ -83,6 +83,8 @@ class ImageClassifierTask(Task):
         "validation_share": (float, f"share of the training images kept for validation ({VALIDATION_SHARE})"),
     }
     data_flags = ("tfds_data_dir",)
+    # Per-class accuracies are in run_summary (and the confusion matrix image).
+    headline_metrics = ("test_accuracy", "test_top_*_accuracy", "test_balanced_accuracy")
     # 8 steps per execution, as the other small-step recipes.
     train_defaults = {"epochs": 40, "batch_size": 64, "learning_rate": 3e-3, "steps_per_execution": 8}
 
