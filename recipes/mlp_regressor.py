@@ -8,13 +8,13 @@ The same as `zoo train mlp_regressor`; `--help` lists every flag.
 
 import sys
 
-from zoo import cli
+from zoo import recipe
 
 NAME = "mlp_regressor"
 
 
 def main(argv=None):
-    return cli.recipe_main(NAME, argv, description=__doc__)
+    return recipe.main(NAME, argv, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from conftest import ROOT, zoo_env
 PACKAGE = os.path.join(ROOT, "zoo")
 # Layers from the top: a module may import its own layer or any below it.
 LAYERS = [
-    ("face", ("zoo", "zoo.cli", "zoo.launch", "zoo.__main__", "zoo.serve")),
+    ("face", ("zoo", "zoo.cli", "zoo.recipe", "zoo.launch", "zoo.__main__", "zoo.serve")),
     ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.predict", "zoo.evaluate",
                   "zoo.folds", "zoo.compare", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
@@ -119,7 +119,7 @@ def test_layers_import_downward_only():
 
 @pytest.mark.parametrize("lower", ["zoo.models", "zoo.data", "zoo.metrics"])
 def test_models_data_and_metrics_never_import_the_trainer(lower):
-    banned = ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.cli")
+    banned = ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.cli", "zoo.recipe")
     offenders = [f"{m} -> {d}" for m, deps in _graph().items()
                  if m == lower or m.startswith(lower + ".") for d in deps if d in banned]
     assert offenders == []
