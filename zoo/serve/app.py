@@ -164,11 +164,9 @@ def create_app(models, api_key=None):
     """
     import contextlib
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+    from fastapi import FastAPI
     from starlette.exceptions import HTTPException
 
-    limits = models.limits
     expected = f"Bearer {api_key}".encode() if api_key else None
 
     @contextlib.asynccontextmanager
@@ -193,6 +191,14 @@ def create_app(models, api_key=None):
 
     if expected is not None:
         app.add_middleware(KeyGuard, expected=expected)
+    _add_status_routes(app, models)
+    _add_call_route(app, models)
+    return app
+
+
+def _add_status_routes(app, models):
+    """The page and the GET routes: health, readiness, models, metadata."""
+    from fastapi.responses import HTMLResponse, JSONResponse
 
     @app.get("/", response_class=HTMLResponse)
     async def page():
@@ -232,6 +238,14 @@ def create_app(models, api_key=None):
         except RequestError as error:
             return error_response(error.status, error.message)
 
+
+def _add_call_route(app, models):
+    """`POST /v1/models/NAME:VERB`: checked, batched, answered (or streamed)."""
+    from fastapi import Request
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    limits = models.limits
+
     @app.post("/v1/models/{target}")
     async def call(target: str, request: Request):
         try:
@@ -256,8 +270,6 @@ def create_app(models, api_key=None):
             LOG.error("Request %s %s failed:\n%s", request.method, request.url.path, traceback.format_exc())
             return error_response(500, f"Internal error ({type(error).__name__}: {error}); the server log "
                                        "has the traceback.")
-
-    return app
 
 
 def _split_target(target):
