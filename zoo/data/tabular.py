@@ -14,6 +14,8 @@ from zoo import config as config_lib
 MIN_ROWS = 20
 # The largest float32: the model trains in float32, where more is `inf`.
 FLOAT32_MAX = 3.4028234663852886e38
+# Cells that mean "no value" (compared stripped and lowercased).
+MISSING_CELLS = ("", "na", "nan", "null", "none")
 
 
 def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_ROWS):
@@ -41,6 +43,17 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
     import numpy as np
 
     path = os.fspath(path)
+    header, rows = _read_table_rows(path)
+    features = _training_columns(path, header, target, features)
+    names = features + [target]
+    values = _parse_training_rows(path, header, rows, names, drop_missing)
+    table = np.asarray(values, dtype="float64").reshape(-1, len(names))
+    _check_training_table(path, table, names, target, min_rows)
+    return table[:, :-1].astype("float32"), table[:, -1:].astype("float32"), features
+
+
+def _read_table_rows(path):
+    """The stripped header and the raw rows of the CSV file at `path`."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"Data file '{path}' not found (looked in {os.path.abspath(path)}). "
@@ -64,6 +77,11 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
             raise ValueError(
                 f"'{path}', header (line 1): columns {header.index(name) + 1} and {index + 1} "
                 f"are both named '{name}'. Column names must be unique: rename one.")
+    return header, rows[1:]
+
+
+def _training_columns(path, header, target, features):
+    """The feature columns (default: all but the target), each checked."""
     if target is None:
         raise ValueError(
             f"A CSV file needs a target column (`--target COLUMN`). Columns of "
@@ -80,10 +98,15 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
             )
     if target in features:
         raise ValueError(f"Column '{target}' is both the target and a feature in '{path}'.")
-    columns = [header.index(c) for c in features + [target]]
-    names = features + [target]
+    return features
+
+
+def _parse_training_rows(path, header, rows, names, drop_missing):
+    """The `names` columns of every row as floats; every missing cell is
+    reported at once unless `drop_missing` drops its row."""
+    columns = [header.index(c) for c in names]
     values, missing = [], []
-    for row_number, row in enumerate(rows[1:], start=1):
+    for row_number, row in enumerate(rows, start=1):
         if not any(c.strip() for c in row):
             continue
         if len(row) != len(header):
@@ -91,34 +114,13 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
                 f"'{path}', row {row_number} (line {row_number + 1}) has {len(row)} "
                 f"fields; the header has {len(header)}."
             )
-        parsed, row_missing = [], []
-        for name, index in zip(names, columns):
-            cell = row[index].strip()
-            if cell == "" or cell.lower() in ("na", "nan", "null", "none"):
-                row_missing.append(name)
-                parsed.append(math.nan)
-                continue
-            try:
-                value = float(cell)
-            except ValueError:
-                raise ValueError(
-                    f"'{path}', row {row_number} (line {row_number + 1}), column "
-                    f"'{name}': {cell!r} is not a number. Every feature and target "
-                    "column must be numeric."
-                ) from None
-            if not abs(value) <= FLOAT32_MAX:
-                raise ValueError(
-                    f"'{path}', row {row_number} (line {row_number + 1}), column "
-                    f"'{name}': {cell!r} is not a finite number"
-                    + (" a float32 can hold" if math.isfinite(value) else "")
-                    + ". Replace it with a number, or leave the cell empty and drop "
-                    "such rows with `--drop-missing`.")
-            parsed.append(value)
+        parsed = [_training_cell(path, row_number, name, row[index]) for name, index in zip(names, columns)]
+        row_missing = [name for name, value in zip(names, parsed) if value is None]
         if row_missing:
             missing.append((row_number, row_missing))
             if drop_missing:
                 continue
-        values.append(parsed)
+        values.append([math.nan if v is None else v for v in parsed])
     if missing and not drop_missing:
         cells = sum(len(m) for _, m in missing)
         where = "; ".join(f"row {r}: {', '.join(m)}" for r, m in missing[:5])
@@ -128,7 +130,36 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
             "Fill them in, or drop those rows with `--drop-missing` "
             "(`data_options={'drop_missing': True}` in Python)."
         )
-    table = np.asarray(values, dtype="float64").reshape(-1, len(names))
+    return values
+
+
+def _training_cell(path, row_number, name, cell):
+    """A cell as a float a float32 can hold, or None when it is empty."""
+    cell = cell.strip()
+    if cell.lower() in MISSING_CELLS:
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(
+            f"'{path}', row {row_number} (line {row_number + 1}), column "
+            f"'{name}': {cell!r} is not a number. Every feature and target "
+            "column must be numeric."
+        ) from None
+    if not abs(value) <= FLOAT32_MAX:
+        raise ValueError(
+            f"'{path}', row {row_number} (line {row_number + 1}), column "
+            f"'{name}': {cell!r} is not a finite number"
+            + (" a float32 can hold" if math.isfinite(value) else "")
+            + ". Replace it with a number, or leave the cell empty and drop "
+            "such rows with `--drop-missing`.")
+    return value
+
+
+def _check_training_table(path, table, names, target, min_rows):
+    """Enough rows to split, and no constant column."""
+    import numpy as np
+
     if len(table) < min_rows:
         raise ValueError(
             f"'{path}' has {len(table)} usable rows; at least {min_rows} are needed "
@@ -142,12 +173,10 @@ def read_csv(path, *, target, features=None, drop_missing=False, min_rows=MIN_RO
                 + ("Choose another target." if name == target
                    else "Leave it out with `--features`.")
             )
-    return table[:, :-1].astype("float32"), table[:, -1:].astype("float32"), features
 
 
 # Rows read, checked and handed on at once by `stream_csv`.
 CHUNK_ROWS = 8192
-MISSING_CELLS = ("", "na", "nan", "null", "none")
 
 
 def stream_csv(path, columns, *, keep=(), chunk_rows=CHUNK_ROWS, allow_missing=False, wanted="columns"):
