@@ -200,6 +200,13 @@ def require(condition, field, value, allowed):
         )
 
 
+def require_positive(config, *fields):
+    """`require` each of `config`'s `fields` to be at least 1."""
+    for field in fields:
+        value = getattr(config, field)
+        require(value >= 1, field, value, "must be at least 1")
+
+
 def check_options(options, accepted, data):
     """Raises a `KeyError` naming an unknown dataset option of `data`."""
     unknown = sorted(set(options) - set(accepted))

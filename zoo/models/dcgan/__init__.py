@@ -65,8 +65,7 @@ class DCGANConfig:
                 f"or {factor * (size // factor + 1)}; resize the data or change num_upsamples",
             )
         config_lib.require(self.channels in (1, 3), "channels", self.channels, "must be 1 or 3")
-        for field in ("latent_dim", "generator_filters", "discriminator_filters"):
-            config_lib.require(getattr(self, field) >= 1, field, getattr(self, field), "must be at least 1")
+        config_lib.require_positive(self, "latent_dim", "generator_filters", "discriminator_filters")
         config_lib.require(
             0.0 <= self.leaky_relu_slope < 1.0, "leaky_relu_slope", self.leaky_relu_slope, "must be in [0, 1)"
         )

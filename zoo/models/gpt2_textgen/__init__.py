@@ -67,8 +67,8 @@ class GPT2TextGenConfig:
             self.vocabulary_size >= 260, "vocabulary_size", self.vocabulary_size,
             "must be at least 260 (256 byte tokens, 2 special tokens and some merges)",
         )
-        for field in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim", "max_sequence_length"):
-            config_lib.require(getattr(self, field) >= 1, field, getattr(self, field), "must be at least 1")
+        config_lib.require_positive(self, "num_layers", "num_heads", "hidden_dim", "intermediate_dim",
+                                    "max_sequence_length")
         config_lib.require(
             self.hidden_dim % self.num_heads == 0, "num_heads", self.num_heads,
             f"must divide hidden_dim={self.hidden_dim}",

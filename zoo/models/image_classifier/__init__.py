@@ -74,8 +74,7 @@ class ImageClassifierConfig:
 
     def __post_init__(self):
         require = config_lib.require
-        for field in ("image_height", "image_width"):
-            require(getattr(self, field) >= 1, field, getattr(self, field), "must be at least 1")
+        config_lib.require_positive(self, "image_height", "image_width")
         require(self.channels in (1, 3), "channels", self.channels, "must be 1 or 3")
         require(self.num_classes >= 2, "num_classes", self.num_classes, "must be at least 2")
         match = config_lib.closest(self.backbone, BACKBONES)
