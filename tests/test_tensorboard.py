@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 
 import zoo
-from zoo import tensorboard
+from zoo import tensorboard as zoo_tensorboard
 from conftest import ROOT, ZOO, zoo_env
 
 # Small data for each model's tiny config; a model not listed trains on its
@@ -271,7 +271,7 @@ def test_hparams_list_every_run_of_every_model_with_its_own_values(server, logdi
         assert hparams["train.epochs"] == run.config["train"]["epochs"]
         values = {(m["name"].get("group", ""), m["name"]["tag"]): m["value"] for m in group["metricValues"]}
         headline = zoo.registry.get_entry(run.config["model_name"]).task.headline_metrics
-        own = tensorboard.headline_metrics(run.metrics, headline)
+        own = zoo_tensorboard.headline_metrics(run.metrics, headline)
         assert own, key
         for metric, value in own.items():
             assert values[("", f"evaluation/{metric}")] == pytest.approx(value, rel=1e-6), (key, metric)
@@ -293,7 +293,7 @@ def test_final_metrics_are_one_summary_not_one_point_charts(server, logdir):
     # The one-point charts left are the HParams columns: a task's few headline
     # metrics (42 before, with every per-class score and count).
     one_point = {t for run in tags.values() for t in run if t.startswith("evaluation/")}
-    headlines = {f"evaluation/{m}" for r in runs.values() for m in tensorboard.headline_metrics(
+    headlines = {f"evaluation/{m}" for r in runs.values() for m in zoo_tensorboard.headline_metrics(
         r.metrics, zoo.registry.get_entry(r.config["model_name"]).task.headline_metrics)}
     assert one_point == headlines and len(one_point) <= 3 * len(zoo.list_models())
     run = runs["mlp_regressor"]
