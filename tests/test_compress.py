@@ -97,19 +97,80 @@ def test_pruning_schedule_and_masks():
     np.testing.assert_array_equal(mask, [[1, 0], [1, 0], [0, 1]])
 
 
+@pytest.mark.parametrize("shape", [(16, 32), (3, 3, 4, 8)])
+def test_a_block_mask_zeroes_whole_blocks_of_the_smallest_norms(shape):
+    values = np.random.default_rng(0).normal(size=shape).astype("float32")
+    mask = compression.magnitude_mask(values, 0.5, block=4)
+    assert mask.shape == values.shape and mask.dtype == values.dtype
+    blocks = mask.reshape(-1, 4)  # 4 consecutive values along the last axis.
+    assert np.all(blocks == blocks[:, :1]) and blocks[:, 0].mean() == 0.5
+    norms = np.linalg.norm(values.reshape(-1, 4), axis=1)
+    assert norms[blocks[:, 0] == 0].max() <= norms[blocks[:, 0] == 1].min()
+    # Blocks run along the last axis, not across it.
+    small = np.array([[0.1, 0.1, 5.0, 5.0], [5.0, 5.0, 0.1, 0.1]], "float32")
+    np.testing.assert_array_equal(compression.magnitude_mask(small, 0.5, block=2), [[0, 0, 1, 1], [1, 1, 0, 0]])
+    assert compression.magnitude_mask(values, 0.0, block=4).min() == 1
+
+
 def test_pruning_with_fine_tuning_reaches_the_sparsity(mlp, tmp_path):
-    report = compression.compress(mlp.dir, prune=0.5, fine_tune_epochs=2, out=str(tmp_path / "p50"), verbose=0)
-    assert report["method"] == "pruned50" and report["sparsity"] == pytest.approx(0.5, abs=0.01)
-    assert report["fine_tune_epochs"] == 2
+    report = compression.compress(mlp.dir, prune=0.5, prune_block=4, fine_tune_epochs=2, out=str(tmp_path / "p50"),
+                                  verbose=0)
+    assert report["method"] == "pruned50-block4" and report["sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert report["fine_tune_epochs"] == 2 and report["prune_block"] == 4
+    # The output kernel (64, 1) has no block of 4 along its last axis: weight by weight.
+    assert report["prune_block_fallback"] == ["scaled_prediction/kernel"]
+    assert "blocks of 4 along the kernels' last axis (weight by weight in scaled_prediction/kernel)" in (
+        compression.format_report(report).splitlines()[0])
     rows = report["rows"]
     assert rows["weights_gzip_bytes"]["ratio"] < 0.9 and rows["param_bytes"]["ratio"] == 1.0
     model = zoo.load_model(tmp_path / "p50" / "model.keras")
     kernels = [model.get_layer(n).kernel.numpy() for n in ("hidden_0", "hidden_1", "scaled_prediction")]
     for kernel in kernels:  # Every layer at the target, the masks gone.
         assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.5 / kernel.size + 1e-9)
+    for kernel in kernels[:2]:  # Whole blocks of 4 consecutive weights.
+        zeros = (kernel == 0).reshape(-1, 4)
+        assert np.all(zeros == zeros[:, :1])
     assert [w.path for w in model.weights] == [w.path for w in mlp.model.weights]
     history = json.load(open(tmp_path / "p50" / "history.json"))
     assert len(history["loss"]) == 2
+    config = json.load(open(tmp_path / "p50" / "config.json"))["compression"]
+    assert config["prune_block"] == 4 and config["prune_block_fallback"] == ["scaled_prediction/kernel"]
+
+
+def test_one_shot_pruning_weight_by_weight_by_default(mlp, tmp_path):
+    report = compression.compress(mlp.dir, prune=0.5, fine_tune_epochs=0, out=str(tmp_path / "p50"))
+    assert report["method"] == "pruned50" and report["prune_block"] == 1 and report["prune_block_fallback"] is None
+    assert report["sparsity"] == pytest.approx(0.5, abs=0.01) and report["fine_tune_epochs"] == 0
+    assert "weight by weight, measured sparsity 0.5" in compression.format_report(report).splitlines()[0]
+    kernel = zoo.load_model(tmp_path / "p50" / "model.keras").get_layer("hidden_1").kernel.numpy()
+    original = mlp.model.get_layer("hidden_1").kernel.numpy()
+    np.testing.assert_array_equal(kernel != 0, compression.magnitude_mask(original, 0.5) == 1)
+
+
+def test_a_block_that_divides_no_kernel_fails_before_writing(mlp, tmp_path):
+    with pytest.raises(ValueError, match=r"7 divides the last axis of none of the model's prunable kernels "
+                                         r"\(their last axes: 1, 64\)"):
+        compression.compress(mlp.dir, prune=0.5, prune_block=7, out=str(tmp_path / "p"))
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_weights_file_leaves_out_a_nested_models_optimizer(tmp_path):
+    import h5py
+    import keras
+
+    inner = keras.Sequential([keras.Input((3,)), keras.layers.Dense(64)])
+    inner.compile(optimizer="adam", loss="mse")
+    inner.fit(np.ones((4, 3)), np.ones((4, 64)), verbose=0)  # Builds Adam's slots.
+    x = keras.Input((3,))
+    outer = keras.Model(x, inner(x))
+    size, _ = compression.weights_file_sizes(outer, str(tmp_path))
+    (path,) = tmp_path.iterdir()
+    assert path.stat().st_size == size
+    with h5py.File(path) as f:
+        names = []
+        f.visititems(lambda name, item: names.append(name) if isinstance(item, h5py.Dataset) else None)
+    assert names == ["layers/sequential/layers/dense/vars/0", "layers/sequential/layers/dense/vars/1"]
+    assert inner.optimizer is not None and inner.optimizer.variables  # Put back.
 
 
 @pytest.mark.parametrize("mode", ["int4", "float8"])
@@ -131,6 +192,11 @@ def test_bad_options_write_nothing(mlp, tmp_path):
         (["--prune", "-0.1"], "Received: prune=-0.1."),
         ([], "Nothing to compress"),
         (["--quantize", "int8", "--fine-tune-epochs", "-1"], "fine_tune_epochs"),
+        (["--prune", "0.5", "--prune-block", "0"],
+         "the block must be an int >= 1 (weights in a block along the kernel's last axis; "
+         "1 prunes weight by weight). Received: prune_block=0."),
+        (["--quantize", "int8", "--prune-block", "4"], "`prune_block` applies to pruning only"),
+        (["--prune", "0.5", "--prune-block", "2.5"], "argument --prune-block: invalid int value: '2.5'"),
     ]
     for flags, message in cases:
         proc = _cli("compress", mlp.dir, *flags, "--out", tmp_path / "x")

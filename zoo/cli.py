@@ -208,7 +208,7 @@ def _cmd_compress(args):
         from zoo import compression
 
         report = compression.compress(
-            args.run, quantize=args.quantize, prune=args.prune,
+            args.run, quantize=args.quantize, prune=args.prune, prune_block=args.prune_block,
             fine_tune_epochs=args.fine_tune_epochs, out=args.out,
             verbose=0 if args.quiet else "auto")
     except (*USER_ERRORS, FileExistsError) as e:
@@ -276,6 +276,9 @@ def build_parser():
     p.add_argument("run", help="a finished run directory, as made by zoo train")
     p.add_argument("--quantize", help="int8, int4 or float8 (Keras 3's model.quantize)")
     p.add_argument("--prune", type=float, help="target sparsity of the kernels, in [0, 1)")
+    p.add_argument("--prune-block", type=int,
+                   help="prune blocks of N consecutive weights along each kernel's last axis "
+                        "(1: weight by weight, the default)")
     p.add_argument("--fine-tune-epochs", type=int,
                    help="epochs of fine-tuning while pruning; defaults to a tenth of the recipe's")
     p.add_argument("--out", help="the compressed run's directory; defaults to RUN-int8 and the like")
