@@ -113,8 +113,8 @@ def test_a_block_mask_zeroes_whole_blocks_of_the_smallest_norms(shape):
 
 
 def test_pruning_with_fine_tuning_reaches_the_sparsity(mlp, tmp_path):
-    report = compression.compress(mlp.dir, prune=0.5, prune_block=4, fine_tune_epochs=2, out=str(tmp_path / "p50"),
-                                  verbose=0)
+    # No prune_block: mlp_regressor's own default, blocks of 4 (Task.prune_block).
+    report = compression.compress(mlp.dir, prune=0.5, fine_tune_epochs=2, out=str(tmp_path / "p50"), verbose=0)
     assert report["method"] == "pruned50-block4" and report["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert report["fine_tune_epochs"] == 2 and report["prune_block"] == 4
     # The output kernel (64, 1) has no block of 4 along its last axis: weight by weight.
@@ -137,8 +137,8 @@ def test_pruning_with_fine_tuning_reaches_the_sparsity(mlp, tmp_path):
     assert config["prune_block"] == 4 and config["prune_block_fallback"] == ["scaled_prediction/kernel"]
 
 
-def test_one_shot_pruning_weight_by_weight_by_default(mlp, tmp_path):
-    report = compression.compress(mlp.dir, prune=0.5, fine_tune_epochs=0, out=str(tmp_path / "p50"))
+def test_one_shot_pruning_weight_by_weight(mlp, tmp_path):
+    report = compression.compress(mlp.dir, prune=0.5, prune_block=1, fine_tune_epochs=0, out=str(tmp_path / "p50"))
     assert report["method"] == "pruned50" and report["prune_block"] == 1 and report["prune_block_fallback"] is None
     assert report["sparsity"] == pytest.approx(0.5, abs=0.01) and report["fine_tune_epochs"] == 0
     assert "weight by weight, measured sparsity 0.5" in compression.format_report(report).splitlines()[0]

@@ -55,11 +55,6 @@ from zoo.files import TMP_PREFIX, atomic_path, read_json, write_json
 MODES = ("int8", "int4", "float8")
 RAMP = 0.75
 MASK_UPDATES = 16
-# Weight by weight unless asked: on the default recipes (docs/export.md,
-# "Measured") blocks of 4 make the pruned gzip 5-6 % smaller, but DCGAN's
-# FID goes 2.3 -> 7.3 instead of -> 4.1 and the image classifier makes 6
-# test errors of 360 instead of 2 (the MLP's test MSE improves).
-PRUNE_BLOCK = 1
 FINE_TUNE_LR_FACTOR = 0.1
 LATENCY_BATCHES = (1, 32)
 LATENCY_SECONDS = 1.5
@@ -80,8 +75,10 @@ def compress(run_dir, *, quantize=None, prune=None, prune_block=None, fine_tune_
             blocks of smallest L2 norm; 1 prunes weight by weight. A
             kernel whose last axis is not a multiple of it is pruned
             weight by weight (listed in the report's
-            `prune_block_fallback`). Only with `prune`. Defaults to
-            `PRUNE_BLOCK` (1).
+            `prune_block_fallback`). Only with `prune`. Defaults to the
+            task's `prune_block` (4 for `mlp_regressor`, whose dense
+            kernels lose nothing to blocks; 1, weight by weight, for the
+            convolutional models, whose quality blocks cost).
         fine_tune_epochs: int or None. Epochs of fine-tuning while the
             sparsity ramps up. Defaults to a tenth of the recipe's epochs
             (at least 1) when pruning, else 0; 0 prunes in one shot.
@@ -109,6 +106,8 @@ def compress(run_dir, *, quantize=None, prune=None, prune_block=None, fine_tune_
             f"Run '{run_dir}' is compressed already ({saved['compression']['method']}); "
             "compress the original run instead.")
     task = entry.task
+    if prune and prune_block is None:
+        prune_block = task.prune_block
     if fine_tune_epochs is None:
         fine_tune_epochs = max(1, task.train_defaults["epochs"] // 10) if prune else 0
     method = "-".join(p for p in (quantize, prune and f"pruned{round(prune * 100)}",
@@ -180,8 +179,6 @@ def _check_options(quantize, prune, prune_block, fine_tune_epochs):
             raise ValueError(
                 f"`prune_block` applies to pruning only: give a sparsity too (prune in (0, 1)). "
                 f"Received: prune_block={prune_block!r} without prune.")
-    else:
-        prune_block = PRUNE_BLOCK
     if fine_tune_epochs is not None and (isinstance(fine_tune_epochs, bool) or not isinstance(
             fine_tune_epochs, int) or fine_tune_epochs < 0):
         raise ValueError(

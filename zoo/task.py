@@ -145,6 +145,9 @@ class Task:
             reads them from); the others, such as per-class scores and
             counts, are in `metrics.json` and the `run_summary` text only.
             Defaults to every metric.
+        prune_block: int. The block `zoo compress --prune` removes weights
+            in by default: that many consecutive weights along a kernel's
+            last axis (1: weight by weight). Defaults to 1.
     """
 
     default_data = None
@@ -154,6 +157,7 @@ class Task:
     data_options = {}
     data_flags = ()
     headline_metrics = ("*",)
+    prune_block = 1
 
     def load_data(self, data, config, options, seed, preset=None):
         """Returns a `Data` for `data` (a name, path or arrays).

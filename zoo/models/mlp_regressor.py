@@ -106,6 +106,9 @@ class MLPRegressorTask(Task):
     data_flags = ("target", "features", "drop_missing")
     # The training-mean baseline_* scores are in run_summary, for reference.
     headline_metrics = ("test_mse", "test_mae", "test_r2")
+    # Measured on the default recipe at 50 % sparsity: blocks of 4 make the
+    # pruned file's gzip 0.580x (0.618x weight by weight) at a lower test MSE.
+    prune_block = 4
     train_defaults = {"epochs": 300, "batch_size": None, "learning_rate": 3e-3, "steps_per_execution": 8}
 
     def default_batch_size(self, num_train):
