@@ -278,7 +278,7 @@ def build_parser():
     p.add_argument("--prune", type=float, help="target sparsity of the kernels, in [0, 1)")
     p.add_argument("--prune-block", type=int,
                    help="prune blocks of N consecutive weights along each kernel's last axis "
-                        "(1: weight by weight, the default)")
+                        "(1: weight by weight); defaults to the model's: 4 for mlp_regressor, else 1")
     p.add_argument("--fine-tune-epochs", type=int,
                    help="epochs of fine-tuning while pruning; defaults to a tenth of the recipe's")
     p.add_argument("--out", help="the compressed run's directory; defaults to RUN-int8 and the like")
