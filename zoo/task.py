@@ -116,6 +116,10 @@ class ServingSignature:
         expected: dict. Output name to the values it must return, exactly.
         checked_on: str. Where `inputs` and `expected` come from.
         info: dict. More for `export.json`.
+        explain: callable `(output, index, value) -> dict | None`, or
+            None. For a returned value that is not the expected one: where
+            it parted from it by a near tie (`logit_gap`, `logit_scale`,
+            `dtype`, ...), which the check accepts within its tolerance.
     """
 
     name: str
@@ -125,6 +129,7 @@ class ServingSignature:
     expected: dict = dataclasses.field(default_factory=dict)
     checked_on: str = ""
     info: dict = dataclasses.field(default_factory=dict)
+    explain: typing.Any = None
 
 
 @dataclasses.dataclass

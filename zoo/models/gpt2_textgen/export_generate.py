@@ -199,8 +199,10 @@ class Generator:
 
     # Generating.
 
-    def generate(self, prompts, max_length):
-        """`{"text": [batch] strings}`: each prompt and its greedy continuation."""
+    def token_ids(self, prompts, max_length):
+        """`(token_ids, mask)`, both `[batch, max_length]`: the start token,
+        each prompt and its greedy continuation, and where that holds a
+        token, up to and including the first new end token."""
         import tensorflow as tf
 
         from zoo.models.gpt2_textgen import decoding
@@ -230,23 +232,102 @@ class Generator:
             out = decoding._generate_step(
                 self.model, decode, {"token_ids": token_ids, "padding_mask": padding_mask},
                 stop_token_ids=(self.tokenizer.end_id,))
-            keep = out["padding_mask"]
-            for i in self.strip_ids:
-                keep = tf.logical_and(keep, out["token_ids"] != i)
-            return self.tokenizer.detokenize(out["token_ids"], keep)
+            return out["token_ids"], out["padding_mask"]
 
-        text = tf.cond(batch > 0, run, lambda: tf.zeros([0], tf.string))
-        return {"text": text}
+        def empty():
+            return tf.zeros([0, max_length], tf.int32), tf.zeros([0, max_length], tf.bool)
+
+        return tf.cond(batch > 0, run, empty)
+
+    def text(self, token_ids, mask):
+        """What `token_ids` say where `mask` holds, the special tokens left out."""
+        import tensorflow as tf
+
+        for i in self.strip_ids:
+            mask = tf.logical_and(mask, token_ids != i)
+        return self.tokenizer.detokenize(token_ids, mask)
+
+    def generate(self, prompts, max_length):
+        """`{"text": [batch] strings}`: each prompt and its greedy continuation."""
+        return {"text": self.text(*self.token_ids(prompts, max_length))}
 
 
-def zoo_greedy_text(preset, prompts, max_length):
-    """What `zoo generate RUN --sampler greedy --max-length N` prints for
-    `prompts`: the run's preset, zoo's cached decoding, the greedy sampler."""
+class RoundingTie:
+    """Where the graph's greedy text parts from zoo's, and how close a call
+    the token there was: the `explain` of the `generate` signatures.
+
+    Both loops pick the largest logit. zoo's runs under XLA and the graph's
+    does not, so their logits differ in the last bits (in the last of
+    bfloat16's 8 bits for a `mixed_bfloat16` run), and where the two best
+    tokens are that close the two can pick differently. Called with the
+    fresh process's text for one prompt, this reruns the graph here (the same
+    ops on the same batch) to get its token ids and checks that they spell
+    that text, finds the first token where they part from zoo's, and returns
+    the gap between the two tokens' logits there, as the run's preset
+    computes them; None when the graph does not explain the text.
+    """
+
+    def __init__(self, lm, generator, prompts, max_length):
+        self.lm, self.generator = lm, generator
+        self.prompts, self.max_length = prompts, max_length
+        self._ids = None
+
+    def _both_ids(self):
+        import numpy as np
+        import tensorflow as tf
+
+        if self._ids is None:
+            generator, tokenizer = self.generator, self.lm.preprocessor.tokenizer
+
+            @tf.function(autograph=False)
+            def graph(prompts, max_length):
+                ids, mask = generator.token_ids(prompts, max_length)
+                return ids, mask, generator.text(ids, mask)
+
+            ids, mask, text = graph(tf.constant(self.prompts), tf.constant(self.max_length))
+            inputs = self.lm.preprocessor.generate_preprocess(self.prompts, sequence_length=self.max_length)
+            zoo = self.lm.make_generate_function()(inputs, stop_token_ids=[tokenizer.end_token_id])
+            self._ids = (np.asarray(ids), np.asarray(mask), [t.decode("utf-8") for t in text.numpy()],
+                         np.asarray(zoo["token_ids"]), np.asarray(zoo["padding_mask"]))
+        return self._ids
+
+    def __call__(self, output, index, value):
+        import numpy as np
+
+        ids, mask, text, zoo_ids, zoo_mask = self._both_ids()
+        if output != "text" or text[index] != value:
+            return None
+        parted = np.flatnonzero(mask[index] & zoo_mask[index] & (ids[index] != zoo_ids[index]))
+        if not len(parted):
+            return None
+        k = int(parted[0])
+        prefix = zoo_ids[index, :k][np.newaxis]
+        logits = np.asarray(self.lm({"token_ids": prefix, "padding_mask": np.ones_like(prefix)}),
+                            "float32")[0, -1]
+        a, b = int(zoo_ids[index, k]), int(ids[index, k])
+        tokenizer = self.lm.preprocessor.tokenizer
+        return {"index": index, "prompt": self.prompts[index], "token": k,
+                "zoo": tokenizer.id_to_token(a), "export": tokenizer.id_to_token(b),
+                "logit_gap": float(abs(logits[a] - logits[b])),
+                "logit_scale": float(np.max(np.abs(logits))),
+                "dtype": str(self.lm.backbone.compute_dtype)}  # What the model computes in.
+
+
+def zoo_greedy(preset):
+    """The `GPT2CausalLM` that `zoo generate RUN --sampler greedy` runs:
+    the run's preset, zoo's cached decoding, the greedy sampler."""
     from zoo.models.gpt2_textgen import generation
 
     lm = generation.load_preset(preset)
     lm.compile(sampler=generation.make_sampler("greedy"))
-    return generation.generate_text(lm, prompts, max_length)
+    return lm
+
+
+def zoo_greedy_text(preset, prompts, max_length):
+    """What `zoo generate RUN --sampler greedy --max-length N` prints for `prompts`."""
+    from zoo.models.gpt2_textgen import generation
+
+    return generation.generate_text(zoo_greedy(preset), prompts, max_length)
 
 
 def signatures(model, run_dir, prompts):
@@ -276,7 +357,9 @@ def signatures(model, run_dir, prompts):
     generator = Generator(model, length)
     tokenizer = model.preprocessor.tokenizer
     prompts = [p for p in dict.fromkeys([*prompts, ""]) if len(tokenizer(p)) + 1 < length]
-    text = zoo_greedy_text(preset, prompts, length)
+    lm = zoo_greedy(preset)
+    text = generation.generate_text(lm, prompts, length)
+    explain = RoundingTie(lm, generator, prompts, length)
     checked_on = (f"{len(prompts) - 1} sample prompt(s) of the run and the empty prompt, against "
                   f"`zoo generate RUN --sampler greedy --max-length {length}` (the run's preset)")
     info = {
@@ -291,9 +374,9 @@ def signatures(model, run_dir, prompts):
     tables = [generator.tokenizer.tables]
     return [
         ServingSignature("generate", generator.default, tables, {"prompts": prompts}, {"text": text},
-                         checked_on, {**info, "examples": examples}),
+                         checked_on, {**info, "examples": examples}, explain),
         ServingSignature("generate_max_length", generator.function, tables,
                          {"prompts": prompts, "max_length": length}, {"text": text},
                          checked_on + f", with max_length={length}",
-                         {k: v for k, v in info.items() if k != "max_length"}),
+                         {k: v for k, v in info.items() if k != "max_length"}, explain),
     ]
