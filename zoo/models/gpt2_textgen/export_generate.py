@@ -288,17 +288,19 @@ class RoundingTie:
             inputs = self.lm.preprocessor.generate_preprocess(self.prompts, sequence_length=self.max_length)
             zoo = self.lm.make_generate_function()(inputs, stop_token_ids=[tokenizer.end_token_id])
             self._ids = (np.asarray(ids), np.asarray(mask), [t.decode("utf-8") for t in text.numpy()],
-                         np.asarray(zoo["token_ids"]), np.asarray(zoo["padding_mask"]))
+                         np.asarray(zoo["token_ids"]), np.asarray(zoo["padding_mask"]),
+                         np.asarray(inputs["padding_mask"]).sum(axis=1))
         return self._ids
 
     def __call__(self, output, index, value):
         import numpy as np
 
-        ids, mask, text, zoo_ids, zoo_mask = self._both_ids()
+        ids, mask, text, zoo_ids, zoo_mask, prompt_lengths = self._both_ids()
         if output != "text" or text[index] != value:
             return None
         parted = np.flatnonzero(mask[index] & zoo_mask[index] & (ids[index] != zoo_ids[index]))
-        if not len(parted):
+        # Parting inside the prompt is a tokenizer that differs, not a greedy pick.
+        if not len(parted) or parted[0] < prompt_lengths[index]:
             return None
         k = int(parted[0])
         prefix = zoo_ids[index, :k][np.newaxis]
