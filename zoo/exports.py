@@ -4,7 +4,8 @@ Each format takes the run's serving model (`Task.serving_model`: what a
 user has in, what they want out) through Keras 3's `model.export`:
 
 - `saved_model`: TensorFlow Serving's layout, `<out>/<version>/saved_model.pb`
-  with a `serving_default` signature;
+  with a `serving_default` signature, and the task's own signatures beside
+  it (`Task.saved_model_signatures`: GPT-2's text-in, text-out `generate`);
 - `litert`: `<out>/model.tflite`, LiteRT built-in ops only (no Flex ops, which
   the phone runtimes do not ship), run by `ai-edge-litert`'s interpreter;
 - `onnx`: `<out>/model.onnx` through `tf2onnx`, run by `onnxruntime`.
@@ -12,10 +13,12 @@ user has in, what they want out) through Keras 3's `model.export`:
 Every export is written into a temporary directory, then loaded in a fresh
 Python process that does not import zoo (only NumPy and the format's own
 runtime) and run on real inputs of the run (`Task.serving_examples`). Its
-outputs are compared with the Keras model's; only when they agree is the
-directory renamed into place, with `export.json` (the signature, the runtime
-versions, the max abs difference) beside the model. An export that does not
-reproduce the model raises and leaves nothing behind.
+outputs are compared with the Keras model's, and a task's own signatures'
+outputs with what zoo itself gives (exactly: GPT-2's `generate` text against
+zoo's greedy generation); only when they agree is the directory renamed into
+place, with `export.json` (the signatures, the runtime versions, the max abs
+difference) beside the model. An export that does not reproduce the model
+raises and leaves nothing behind.
 
 ```python
 info = zoo.export("runs/mlp_regressor/20260101-120000", "saved_model")
@@ -24,6 +27,7 @@ info["max_abs_diff"], info["path"]
 """
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -39,8 +43,11 @@ from zoo import runs
 from zoo.files import TMP_PREFIX, read_json, write_json
 
 FORMATS = ("saved_model", "litert", "onnx")
-# An export agrees with Keras when max|export - keras| <= RTOL * max(1, max|keras|).
+# An export agrees with Keras when max|export - keras| <= RTOL * max(1, max|keras|);
+# for bfloat16 outputs (a mixed_bfloat16 run), two units in the last of its 8
+# significant bits instead: a graph that fuses ops differently rounds 1 unit apart.
 RTOL = 1e-3
+RTOL_BFLOAT16 = 2 * 2.0**-7
 NUM_EXAMPLES = 8
 VERSION = 1
 # Runs in a fresh interpreter: NumPy and the format's runtime, never zoo.
@@ -50,12 +57,26 @@ import numpy as np
 
 fmt, path, inputs_path, outputs_path = sys.argv[1:5]
 inputs = dict(np.load(inputs_path))
+extra = {}
 if fmt == "saved_model":
     import tensorflow as tf
 
-    signature = tf.saved_model.load(path).signatures["serving_default"]
-    outputs = {k: v.numpy() for k, v in signature(**{k: tf.constant(v) for k, v in inputs.items()}).items()}
-    runtime = {"tensorflow": tf.__version__}
+    # What loading and calling the SavedModel imports, beyond TensorFlow's own imports.
+    before = set(sys.modules)
+    loaded = tf.saved_model.load(path)
+    signature = loaded.signatures["serving_default"]
+    outputs = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    # bfloat16 (a mixed_bfloat16 run's logits) has no NumPy dtype that np.load reads back.
+    outputs = {k: (tf.cast(v, tf.float32) if v.dtype == tf.bfloat16 else v).numpy() for k, v in outputs.items()}
+    # The task's own signatures (GPT-2's `generate`): JSON values in and out, strings as UTF-8.
+    for name, values in json.load(open(sys.argv[5], encoding="utf-8")).items():
+        fn = loaded.signatures[name]
+        got = fn(**{k: tf.constant(v, fn.structured_input_signature[1][k].dtype) for k, v in values.items()})
+        extra[name] = {k: [x.decode("utf-8") if isinstance(x, bytes) else x for x in v.numpy().tolist()]
+                       for k, v in got.items()}
+    runtime = {"tensorflow": tf.__version__,
+               "imported_by_the_model": sorted(m for m in set(sys.modules) - before
+                                               if m.split(".")[0] in ("keras", "keras_hub", "tensorflow_text"))}
 elif fmt == "litert":
     import ai_edge_litert
     from ai_edge_litert.interpreter import Interpreter
@@ -71,9 +92,9 @@ else:
     feed = {n: inputs[n] for n in names} if set(names) <= set(inputs) else dict(zip(names, inputs.values()))
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feed)))
     runtime = {"onnxruntime": ort.__version__}
-loaded = sorted(m for m in sys.modules if m == "zoo" or m.startswith("zoo."))
+zoo_modules = sorted(m for m in sys.modules if m.split(".")[0] in ("zoo", "keras_hub", "tensorflow_text"))
 np.savez(outputs_path, **outputs)
-print(json.dumps({"runtime": runtime, "zoo_modules": loaded}))
+print(json.dumps({"runtime": runtime, "zoo_modules": zoo_modules, "signatures": extra}))
 """
 
 
@@ -155,8 +176,10 @@ def export(run_dir, format, out=None):
 
     Returns:
         The dict written to `<out>/export.json`: `path` (the model file or
-        the SavedModel version directory), `signature`, `max_abs_diff`,
-        `tolerance`, `runtime` and the inputs it was checked on.
+        the SavedModel version directory), `signature` (of
+        `serving_default`), `max_abs_diff`, `tolerance`, `runtime`, the
+        inputs it was checked on, and for a SavedModel `signatures`: each of
+        the task's own signatures, what it takes and gives, and its check.
 
     Raises:
         ValueError: an unknown format, or a model the format cannot hold.
@@ -179,16 +202,18 @@ def export(run_dir, format, out=None):
     model = load_trained_model(run_dir)
     task = entry.task
     serving = task.serving_model(model)
-    inputs, source = task.serving_examples(
-        model_config, lambda: load_run_data(run_dir, entry, model_config, train_config), NUM_EXAMPLES)
+    load_data = functools.cache(lambda: load_run_data(run_dir, entry, model_config, train_config))
+    inputs, source = task.serving_examples(model_config, load_data, NUM_EXAMPLES)
     inputs = named_inputs(serving, inputs)
     expected = _keras_outputs(serving, inputs)
+    extra = (task.saved_model_signatures(model, model_config, run_dir, load_data)
+             if format == "saved_model" else [])
     parent = os.path.dirname(os.path.abspath(out))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-", dir=parent)
     try:
-        model_path = _write(serving, format, tmp)
-        check = verify(format, model_path, inputs, expected)
+        model_path = _write(serving, format, tmp, extra)
+        check = verify(format, model_path, inputs, expected, signatures=extra)
         info = {
             "format": format,
             "model_name": entry.name,
@@ -227,13 +252,13 @@ def _keras_outputs(serving, inputs):
     return np.asarray(serving(args, training=False))
 
 
-def _write(serving, format, tmp):
+def _write(serving, format, tmp, signatures=()):
     """Writes the export into `tmp`; returns the path a runtime loads."""
     import tensorflow as tf
 
     if format == "saved_model":
         path = os.path.join(tmp, str(VERSION))
-        _write_saved_model(serving, path)
+        _write_saved_model(serving, path, signatures)
         return path
     if format == "litert":
         modes = sorted(quantized_modes(serving))
@@ -259,8 +284,9 @@ def _write(serving, format, tmp):
     return path
 
 
-def _write_saved_model(serving, path):
-    """The SavedModel, its `serving_default` calling the model in inference mode.
+def _write_saved_model(serving, path, signatures=()):
+    """The SavedModel, its `serving_default` calling the model in inference
+    mode, and the task's `signatures` (`zoo.task.ServingSignature`) beside it.
 
     Not `model.export(format="tf_saved_model")` as it is: that endpoint calls
     the model with `training` unset, and Keras' random augmentation layers
@@ -269,8 +295,6 @@ def _write_saved_model(serving, path):
     max abs difference 0.04 in probabilities). LiteRT's path already passes
     `training=False`; this does the same.
     """
-    import functools
-
     import keras
     from keras.src.export.export_utils import get_input_signature
 
@@ -278,6 +302,10 @@ def _write_saved_model(serving, path):
     archive.track(serving)
     archive.add_endpoint("serve", functools.partial(serving.__call__, training=False),
                          get_input_signature(serving))
+    for extra in signatures:
+        for resource in extra.track:
+            archive.track(resource)
+        archive.add_endpoint(extra.name, extra.function)
     with _quiet_export():
         archive.write_out(path, verbose=False)
 
@@ -350,26 +378,32 @@ def _first_error(error):
     return text[:400]
 
 
-def verify(format, path, inputs, expected):
-    """Runs the export at `path` in a fresh process without zoo.
+def verify(format, path, inputs, expected, signatures=()):
+    """Runs the export at `path` in a fresh process without zoo, on
+    `inputs`, and a SavedModel's other `signatures` (`zoo.task.ServingSignature`)
+    on theirs.
 
     Returns:
-        `{"max_abs_diff", "tolerance", "runtime"}`.
+        `{"max_abs_diff", "tolerance", "runtime"}`, and `signatures` (the
+        checks of `signatures`, by name) when there are any.
 
     Raises:
-        ExportMismatchError: the process failed, imported zoo, or its
-            outputs differ from `expected` by more than the tolerance.
+        ExportMismatchError: the process failed, imported zoo, keras-hub
+            or tensorflow-text, or its outputs differ from `expected` by
+            more than the tolerance, or a signature's from its own.
     """
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="zoo-verify-") as work:
         np.savez(os.path.join(work, "inputs.npz"), **inputs)
         outputs_path = os.path.join(work, "outputs.npz")
+        signatures_path = os.path.join(work, "signatures.json")
+        write_json(signatures_path, {s.name: s.inputs for s in signatures})
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         proc = subprocess.run(
             [sys.executable, "-c", VERIFY_SCRIPT, format, os.path.abspath(path),
-             os.path.join(work, "inputs.npz"), outputs_path],
+             os.path.join(work, "inputs.npz"), outputs_path, signatures_path],
             cwd=work, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = [line for line in proc.stderr.strip().splitlines()
@@ -378,7 +412,8 @@ def verify(format, path, inputs, expected):
                 f"The {format} export did not load and run in a fresh process: {' | '.join(tail)}")
         report = json.loads(proc.stdout.strip().splitlines()[-1])
         if report["zoo_modules"]:
-            raise ExportMismatchError(f"The {format} check imported zoo: {report['zoo_modules']}.")
+            raise ExportMismatchError(
+                f"The {format} check imported zoo, keras-hub or tensorflow-text: {report['zoo_modules']}.")
         outputs = dict(np.load(outputs_path))
     if len(outputs) != 1:
         raise ExportMismatchError(f"The {format} export returns {sorted(outputs)}; expected one output.")
@@ -387,12 +422,63 @@ def verify(format, path, inputs, expected):
         raise ExportMismatchError(
             f"The {format} export returns shape {got.shape}; the Keras model {expected.shape}.")
     diff = float(np.max(np.abs(got.astype("float64") - expected.astype("float64")))) if got.size else 0.0
-    tolerance = RTOL * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
+    rtol = RTOL_BFLOAT16 if str(expected.dtype) == "bfloat16" else RTOL
+    tolerance = rtol * max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0)
     if not diff <= tolerance:
         raise ExportMismatchError(
             f"The {format} export does not reproduce the model: max abs difference {diff:.3g} "
             f"on {len(got)} real inputs, tolerance {tolerance:.3g}. Nothing was written.")
-    return {"max_abs_diff": diff, "tolerance": tolerance, "runtime": report["runtime"]}
+    check = {"max_abs_diff": diff, "tolerance": tolerance, "runtime": report["runtime"]}
+    if signatures:
+        check["signatures"] = {s.name: _check_signature(s, report["signatures"].get(s.name))
+                               for s in signatures}
+    return check
+
+
+def _check_signature(extra, got):
+    """The check of one of the task's signatures: exactly its expected
+    outputs, or parted from them only at a rounding tie (`extra.explain`:
+    the two candidates' logits within the logits' tolerance)."""
+    if got is None or sorted(got) != sorted(extra.expected):
+        raise ExportMismatchError(
+            f"The SavedModel's `{extra.name}` signature returns {sorted(got or [])}; "
+            f"expected {sorted(extra.expected)}. Nothing was written.")
+    ties = []
+    for key, want in extra.expected.items():
+        if len(got[key]) != len(want):
+            raise ExportMismatchError(
+                f"The SavedModel's `{extra.name}` signature returns {len(got[key])} `{key}` values "
+                f"for {len(want)} inputs. Nothing was written.")
+        for i, (a, b) in enumerate(zip(got[key], want)):
+            if a == b:
+                continue
+            tie = extra.explain(key, i, a) if extra.explain else None
+            if tie is not None:
+                rtol = RTOL_BFLOAT16 if tie["dtype"] == "bfloat16" else RTOL
+                tie["tolerance"] = rtol * max(1.0, tie["logit_scale"])
+                if tie["logit_gap"] <= tie["tolerance"]:
+                    ties.append(tie)
+                    continue
+            at = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            why = (f" At token {tie['token']} it took {tie['export']!r} and zoo {tie['zoo']!r}, whose "
+                   f"logits are {tie['logit_gap']:.3g} apart, more than the tolerance {tie['tolerance']:.3g}."
+                   if tie else "")
+            raise ExportMismatchError(
+                f"The SavedModel's `{extra.name}` signature does not reproduce zoo: for input {i} "
+                f"({next(iter(extra.inputs.values()))[i]!r}) its `{key}` is {a!r}, zoo's {b!r}; they differ "
+                f"from character {at} on.{why} Checked on {extra.checked_on}. Nothing was written.")
+    return {**_signature_spec(extra.function), "checked_on": extra.checked_on, "num_examples": len(want),
+            "matches": True, "rounding_ties": ties, **extra.info}
+
+
+def _signature_spec(function):
+    """Inputs and outputs of a `tf.function`: names, dtypes and shapes."""
+    def spec(t):
+        return {"dtype": t.dtype.name, "shape": [None if d is None else int(d) for d in t.shape]}
+
+    concrete = function.get_concrete_function()
+    return {"inputs": {t.name: spec(t) for t in function.input_signature},
+            "outputs": {k: spec(v) for k, v in concrete.structured_outputs.items()}}
 
 
 def signature(serving, inputs, expected):

@@ -102,6 +102,37 @@ class Predictions:
 
 
 @dataclasses.dataclass
+class ServingSignature:
+    """A SavedModel signature beside `serving_default`, with what `zoo
+    export` checks it on (`Task.saved_model_signatures`).
+
+    Attributes:
+        name: str. The signature name, such as "generate".
+        function: `tf.function` with a named `input_signature`, returning
+            a dict of tensors by output name.
+        track: list. Resources it uses beyond the model's variables
+            (lookup tables).
+        inputs: dict. Input name to what `tf.constant` takes: real inputs.
+        expected: dict. Output name to the values it must return, exactly.
+        checked_on: str. Where `inputs` and `expected` come from.
+        info: dict. More for `export.json`.
+        explain: callable `(output, index, value) -> dict | None`, or
+            None. For a returned value that is not the expected one: where
+            it parted from it by a near tie (`logit_gap`, `logit_scale`,
+            `dtype`, ...), which the check accepts within its tolerance.
+    """
+
+    name: str
+    function: typing.Any
+    track: list = dataclasses.field(default_factory=list)
+    inputs: dict = dataclasses.field(default_factory=dict)
+    expected: dict = dataclasses.field(default_factory=dict)
+    checked_on: str = ""
+    info: dict = dataclasses.field(default_factory=dict)
+    explain: typing.Any = None
+
+
+@dataclasses.dataclass
 class Evaluation:
     """What `Task.evaluate_data` returns.
 
@@ -356,6 +387,13 @@ class Task:
             come from. Defaults to `example_input(config, count)`.
         """
         return self.example_input(config, count), "example_input (random)"
+
+    def saved_model_signatures(self, model, config, run_dir, load_data):
+        """`ServingSignature`s for `zoo export --format saved_model` beside
+        `serving_default` (GPT-2's text-in, text-out `generate`), using the
+        variables of `model` (the run's model); `load_data()` returns the
+        run's `Data`. Each is checked in the fresh process. None by default."""
+        return []
 
     def quantize(self, model, mode):
         """Quantizes `model` in place with Keras 3's `model.quantize(mode)`

@@ -7,7 +7,8 @@ The tokenizer is a byte-level BPE trained on the run's training split
 (`tokenizer.py`); the score is the validation set's bits per byte beside what
 `xz -9` needs for the same bytes (`zoo.metrics.text`). The parts:
 `task.py` (the trainer's hooks), `tokenizer.py`, `generation.py` (presets,
-samplers), `decoding.py` (a cached, XLA-compiled generate loop).
+samplers), `decoding.py` (a cached, XLA-compiled generate loop),
+`export_generate.py` (the SavedModel's text-in, text-out `generate`).
 
 This module only declares the config and registers the builder; it imports
 no TensorFlow.

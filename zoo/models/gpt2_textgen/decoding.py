@@ -119,8 +119,11 @@ def _call_with_cache(model, token_ids, cache, index):
     return logits, hidden_states, tuple(new_cache)
 
 
-def _decode(model, token_ids, padding_mask, cache, hidden_states, index, stop_token_ids=None):
-    """The sampler's loop, one token per step from `index` on (under XLA)."""
+def _decode(model, token_ids, padding_mask, cache, hidden_states, index, stop_token_ids=None,
+            sampler=None):
+    """The sampler's loop, one token per step from `index` on (under XLA
+    in `generate`; the SavedModel's `generate` signature runs it without,
+    with its own greedy `sampler`, `export_generate.py`)."""
     from keras import ops
 
     def next(prompt, cache, index):
@@ -132,7 +135,8 @@ def _decode(model, token_ids, padding_mask, cache, hidden_states, index, stop_to
         logits = ops.cast(ops.squeeze(logits, axis=1), "float32")
         return logits, ops.squeeze(hidden_states, axis=1), cache
 
-    return model.sampler(next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
+    sampler = sampler or model.sampler
+    return sampler(next=next, prompt=token_ids, cache=cache, index=index, mask=padding_mask,
                          stop_token_ids=stop_token_ids, hidden_states=hidden_states, model=model)
 
 

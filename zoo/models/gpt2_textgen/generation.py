@@ -19,12 +19,25 @@ ARCHITECTURE_FIELDS = ("vocabulary_size", "num_layers", "num_heads", "hidden_dim
 
 def load_preset(preset):
     """Loads a `GPT2CausalLM` from a keras-hub preset name or directory,
-    with zoo's faster generate function (`decoding.py`)."""
+    with zoo's faster generate function (`decoding.py`).
+
+    A preset saved under a mixed precision policy (a run trained in
+    `mixed_bfloat16`) loads under that policy, as its `model.keras` does:
+    keras-hub 0.32's `from_preset` cannot load it by itself (`Invalid dtype:
+    mixed_bfloat16`: its `is_float_dtype` passes the policy name to Keras
+    3.15's `standardize_dtype`, which takes dtypes only), so zoo passes the
+    saved policy as `dtype`.
+    """
     import keras_hub
 
     from zoo.models.gpt2_textgen import decoding
 
-    return decoding.install(hub.from_preset(keras_hub.models.GPT2CausalLM, os.fspath(preset)))
+    preset = os.fspath(preset)
+    # Built-in presets are float32; reading theirs would need the network first.
+    dtype = hub.backbone_config(preset, ("dtype",)).get("dtype") if hub.is_local(preset) else None
+    name = dtype.get("config", {}).get("name") if isinstance(dtype, dict) else dtype
+    kwargs = {"dtype": name} if isinstance(name, str) and name.startswith("mixed_") else {}
+    return decoding.install(hub.from_preset(keras_hub.models.GPT2CausalLM, preset, **kwargs))
 
 
 def load_tokenizer(preset):

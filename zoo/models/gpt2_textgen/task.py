@@ -269,6 +269,14 @@ class GPT2TextGenTask(Task):
 
         return keras.Model(model.inputs, model.outputs, name="gpt2_next_token_logits")
 
+    def saved_model_signatures(self, model, config, run_dir, load_data):
+        """`generate` (prompts to text, the run's greedy length) and
+        `generate_max_length` (with a `max_length`): tokenizer, greedy
+        loop and detokenizer in the graph (`export_generate.py`)."""
+        from zoo.models.gpt2_textgen import export_generate
+
+        return export_generate.signatures(model, run_dir, load_data().prompts)
+
     def serving_examples(self, config, load_data, count):
         import numpy as np
 
