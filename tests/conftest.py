@@ -14,7 +14,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _two_logical_cpus():
-    import tensorflow as tf
+    from zoo import quiet
+
+    # Without the start-up noise a pytest-xdist worker would print (its
+    # stderr is the terminal's while the conftest imports TensorFlow).
+    tf = quiet.import_tensorflow()
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:

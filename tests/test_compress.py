@@ -24,6 +24,15 @@ QUALITY = {"mlp_regressor": "test_mse", "dcgan": "fid", "gpt2_textgen": "val_bit
            "image_classifier": "test_accuracy"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _short_latency_timing():
+    # The latency rows are timed for 1.5 s per batch size and model; a few
+    # rounds are enough to test them (the numbers are for docs, not asserts).
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compression, "LATENCY_SECONDS", 0.05)
+        yield
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory):
     root = tmp_path_factory.mktemp("compress")
