@@ -215,7 +215,8 @@ def test_a_run_that_fails_before_training_removes_the_directory_it_made(tmp_path
         x = np.zeros((40, 3), "float32")
         with pytest.raises(ValueError, match="cannot be built"):
             zoo.train("zz_unbuildable", data=(x, x[:, :1]), run_dir=tmp_path / "r", verbose=0)
-        assert os.listdir(tmp_path) == []
+        # Only zoo's cache (`_in_tmp`), where an AVX512_BF16 CPU records its bfloat16 check.
+        assert [name for name in os.listdir(tmp_path) if name != "cache"] == []
     finally:
         zoo.registry.unregister("zz_unbuildable")
 
@@ -463,6 +464,35 @@ def _limited(nbytes):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
     return limit
+
+
+def test_checkpoint_writes_build_no_reference_objects(finished, tmp_path, monkeypatch):
+    """Keras 3.15 recomputes its saving skip sets for every object of every
+    save (a lookup under the wrong key); `Checkpoint` keeps them."""
+    import numpy as np
+    from keras.src.layers.layer import Layer
+
+    from zoo import callbacks
+
+    model = zoo.load_model(str(finished / "model.keras"))
+    callbacks._save_weights(model, str(tmp_path / "first.weights.h5"))
+    built, original = [], Layer.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counting)
+    callbacks._save_weights(model, str(tmp_path / "second.weights.h5"))
+    monkeypatch.setattr(Layer, "__init__", original)
+    assert built == []
+    # The file holds the model and its optimizer, as Keras' own save does.
+    again = zoo.load_model(str(finished / "model.keras"))
+    for variable in again.variables + again.optimizer.variables:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    again.load_weights(str(tmp_path / "second.weights.h5"))
+    for a, b in zip(model.variables + model.optimizer.variables, again.variables + again.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.slow
