@@ -466,6 +466,37 @@ def _limited(nbytes):
     return limit
 
 
+@pytest.mark.parametrize("every_seconds, saved", [
+    # Writes of 0.1 s: the next checkpoint waits 50 times that, 5 s, of 2-s epochs.
+    (1.0, [1, 4, 7, 10]),
+    (8.0, [4, 8, 10]),  # At least `every_seconds`, when that is longer.
+    (0.0, list(range(1, 11))),  # 0 saves every epoch.
+])
+def test_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monkeypatch, every_seconds, saved):
+    import types
+
+    from zoo import callbacks
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    written = []
+
+    def save(self, epoch):  # The clock as a real write moves it: 0.1 s a checkpoint.
+        written.append(epoch)
+        clock.now += 0.1
+        self._last_save, self._save_seconds = clock.now, 0.1
+
+    monkeypatch.setattr(callbacks.Checkpoint, "save", save)
+    checkpoint = callbacks.Checkpoint(str(tmp_path / "checkpoints"), every_seconds=every_seconds)
+    checkpoint.set_model(types.SimpleNamespace(stop_training=False))
+    checkpoint.set_params({"epochs": 10})
+    checkpoint.on_train_begin()
+    for epoch in range(10):
+        clock.now += 2.0
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0})
+    assert written == saved  # The last epoch always.
+
+
 def test_checkpoint_writes_build_no_reference_objects(finished, tmp_path, monkeypatch):
     """Keras 3.15 recomputes its saving skip sets for every object of every
     save (a lookup under the wrong key); `Checkpoint` keeps them."""
