@@ -371,6 +371,6 @@ def resume(choice, recorded, saved_request, run_dir, *, jit_compile="auto"):
     jit = xla_for(run_policy, jit_compile, choice.hardware)
     reason = (f"kept from the run, whose checkpoint belongs to it ({how}); on this machine "
               f"\"auto\" would pick {choice.policy}: {choice.reason}")
-    if jit is False and jit_compile == "auto":
+    if jit is False and jit_compile == "auto" and "XLA off" not in how:
         reason += "; XLA off: on a CPU, XLA does not reach oneDNN's bfloat16 kernels"
     return Choice(run_policy, jit, reason, choice.requested, choice.hardware, auto_here=choice)
