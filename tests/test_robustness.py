@@ -467,7 +467,7 @@ def _limited(nbytes):
 
 
 @pytest.mark.parametrize("every_seconds, saved", [
-    # Writes of 0.1 s: the next checkpoint waits 50 times that, 5 s, of 2-s epochs.
+    # Writes of 0.25 s: the next checkpoint waits 20 times that, 5 s, of 2-s epochs.
     (1.0, [1, 4, 7, 10]),
     (8.0, [4, 8, 10]),  # At least `every_seconds`, when that is longer.
     (0.0, list(range(1, 11))),  # 0 saves every epoch.
@@ -481,10 +481,10 @@ def test_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monkeypatc
     monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
     written = []
 
-    def save(self, epoch):  # The clock as a real write moves it: 0.1 s a checkpoint.
+    def save(self, epoch):  # The clock as a real write moves it: 0.25 s a checkpoint.
         written.append(epoch)
-        clock.now += 0.1
-        self._last_save, self._save_seconds = clock.now, 0.1
+        clock.now += 0.25
+        self._last_save, self._save_seconds = clock.now, 0.25
 
     monkeypatch.setattr(callbacks.Checkpoint, "save", save)
     checkpoint = callbacks.Checkpoint(str(tmp_path / "checkpoints"), every_seconds=every_seconds)

@@ -263,7 +263,7 @@ class TrainConfig:
         preset: str | None. The preset the model started from.
         checkpoint_every_seconds: float. Save a checkpoint at an epoch's end
             only when this many seconds have passed since the last one, and
-            50 times as long as the last one took to write (the last epoch
+            20 times as long as the last one took to write (the last epoch
             is always saved); 0 saves every epoch. Defaults to 1.0.
     """
 
