@@ -107,11 +107,20 @@ def stopwatch(out, key):
 def step_timer():
     """A Keras callback that timestamps batches, epochs and the fit call.
 
-    Its `summary()` gives the steady step time (median over the steps of
-    every epoch but the first, whose first step traces the function), the
-    steady epoch time (between consecutive epoch ends, so validation and
-    every other callback's epoch-end work are in), the first epoch, and the
+    Its `summary()` gives the steady step time (the median, over the
+    executions of every epoch but the first, of an execution's time divided
+    by the steps it ran; the first execution of an epoch also pays for a new
+    iterator, and the first epoch for tracing), the steady epoch time
+    (between consecutive epoch ends, so validation and every other
+    callback's epoch-end work are in) and their mean (`epoch_mean_s`: what
+    an epoch costs with the periodic work, a checkpoint every few epochs or
+    an FID every fifth, spread over the epochs), the first epoch, and the
     tail from the last epoch's end to `on_train_end`.
+
+    Steps are counted as they ran, not as batch hooks: with
+    `steps_per_execution=8` Keras calls `on_train_batch_end` once per 8
+    steps, passing the last step index (`zoo.tensorboard.real_steps`, which
+    also handles the shorter last execution of an epoch).
 
     It is `async_safe`: a callback with a batch hook that is not turns off
     Keras' asynchronous dispatch of batch callbacks, and the timer must not
@@ -120,11 +129,14 @@ def step_timer():
     """
     import keras
 
+    from zoo.tensorboard import real_steps
+
     class StepTimer(keras.callbacks.Callback):
         async_safe = True
 
         def __init__(self):
             super().__init__()
+            # Per epoch: [(time, steps done in the epoch so far), ...].
             self.batch_ends, self.epoch_begins, self.epoch_ends = [], [], []
             self.train_begin = self.train_end = None
 
@@ -136,7 +148,7 @@ def step_timer():
             self.batch_ends.append([])
 
         def on_train_batch_end(self, batch, logs=None):
-            self.batch_ends[-1].append(time.perf_counter())
+            self.batch_ends[-1].append((time.perf_counter(), real_steps(batch, self.params)))
 
         def on_epoch_end(self, epoch, logs=None):
             self.epoch_ends.append(time.perf_counter())
@@ -144,20 +156,22 @@ def step_timer():
         def on_train_end(self, logs=None):
             self.train_end = time.perf_counter()
 
-        def summary(self, steps_per_call=1):
+        def summary(self):
             steady_steps = []
             for begin, ends in zip(self.epoch_begins[1:], self.batch_ends[1:]):
-                times = [b - a for a, b in zip([begin] + ends[:-1], ends)]
-                # The first batch of an epoch also pays for a new iterator.
-                steady_steps.extend(times[1:] if len(times) > 1 else times)
+                per_step = [(t - t0) / (n - n0) for (t0, n0), (t, n) in zip([(begin, 0)] + ends[:-1], ends)
+                            if n > n0]
+                steady_steps.extend(per_step[1:] if len(per_step) > 1 else per_step)
             epochs = [b - a for a, b in zip(self.epoch_ends[:-1], self.epoch_ends[1:])]
             first = self.batch_ends[0] if self.batch_ends else []
             return {
-                "step_s": median(steady_steps) / steps_per_call if steady_steps else None,
+                "step_s": median(steady_steps),
                 "epoch_s": median(epochs),
+                "epoch_mean_s": (sum(epochs) / len(epochs)) if epochs else None,
                 "first_epoch_s": (self.epoch_ends[0] - self.train_begin) if self.epoch_ends else None,
-                "first_step_s": (first[0] - self.epoch_begins[0]) if first else None,
-                "steps_per_epoch": len(first) * steps_per_call,
+                "first_step_s": (first[0][0] - self.epoch_begins[0]) if first else None,
+                "steps_per_epoch": first[-1][1] if first else 0,
+                "steps_per_execution": first[0][1] if first else 0,
                 "epochs": len(self.epoch_ends),
                 "end_tail_s": (self.train_end - self.epoch_ends[-1]) if self.epoch_ends else None,
             }

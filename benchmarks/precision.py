@@ -71,18 +71,14 @@ def _loss_after(history, key):
 def _zoo_contender(name, policy, kwargs, run_root, counter):
     """One `zoo.train` of `name` under `policy`, timed by epoch and step."""
     import zoo
-    from zoo import registry
     from zoo.files import read_json
-
-    entry = registry.get_entry(name)
-    spe = kwargs.pop("steps_per_execution", None) or entry.task.train_defaults.get("steps_per_execution", 1)
 
     def run():
         timer = common.step_timer()
         run_dir = os.path.join(run_root, f"{name}-{policy}-{next(counter)}")
         result = zoo.train(name, run_dir=run_dir, verbose=0, callbacks=[timer], strategy="default",
                            mixed_precision=policy, **kwargs)
-        summary = timer.summary(spe)
+        summary = timer.summary()
         chosen = read_json(os.path.join(run_dir, "env.json"))["precision"]
         summary.update(
             loss_after=_loss_after(result.history, "loss"),

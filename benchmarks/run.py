@@ -36,6 +36,7 @@ BENCHMARKS = {
     "matmul_peak": ("hardware", "matmul_peak", ()),
     "mlp_train": ("training", "mlp_train", ("zoo", "keras", "torch")),
     "dcgan_train": ("training", "dcgan_train", ("zoo", "keras")),
+    "classifier_train": ("classifier", "classifier_train", ("zoo", "keras")),
     "gpt2_train": ("training", "gpt2_train", ("zoo", "keras", "torch_float32")),
     "gpt2_generate": ("generation", "gpt2_generate", ("zoo", "keras_hub", "keras_hub_xla", "transformers")),
     "input_wait": ("tuning", "input_wait", ()),
@@ -145,7 +146,7 @@ def run(names=None, size="full", out_dir=RESULTS_DIR, in_process=False, rss=True
 
 
 MAIN_METRICS = ("tokens_per_s", "examples_per_s", "gflops", "seconds", "wait_fraction")
-COLUMNS = ("step_s", "epoch_s", "fit_s", "end_tail_s", "after_train_end_s", "call_s", "compile_s",
+COLUMNS = ("step_s", "epoch_s", "epoch_mean_s", "fit_s", "end_tail_s", "after_train_end_s", "call_s", "compile_s",
            "model_gflops", "mfu_vs_measured_peak", "peak_rss_mb", "process_peak_rss_mb")
 # In the results file but left out of the printed tables.
 HIDDEN = ("first_epoch_s", "fit_setup_s", "total_s", "tracing_counts", "wait_fraction_samples")

@@ -85,6 +85,20 @@ def test_one_and_two_replicas_give_the_same_losses(runs):
     )
 
 
+@pytest.mark.parametrize("strategy", ["default", "mirrored"])
+def test_grid_fid_and_export_share_one_traced_generator(runs, strategy):
+    from zoo.models.dcgan import task as dcgan_task
+
+    generator = runs[strategy].model.generator
+    # The epoch's grid, the FIDs, the evaluation and the export ran through it: one trace.
+    function = dcgan_task._inference(generator)
+    assert function.experimental_get_tracing_count() == 1
+    noise = dcgan_task.fixed_noise(TINY["latent_dim"], 700)  # Two chunks: 500 and 200 rows.
+    eager = (np.clip(np.asarray(generator(noise, training=False)), -1.0, 1.0) + 1.0) / 2.0
+    np.testing.assert_allclose(dcgan_task._sample(generator, noise), eager, atol=1e-6)
+    assert function.experimental_get_tracing_count() == 1
+
+
 @pytest.mark.slow
 def test_generate_to_png_through_the_cli(runs, tmp_path):
     run = runs["default"]

@@ -96,6 +96,53 @@ def test_a_run_saved_before_auto_resumes_as_float32():
         "train.mixed_precision: saved 'float32', now 'auto'"]
 
 
+def test_a_resumed_run_keeps_its_policy_where_auto_now_picks_another():
+    started = precision.choose("auto", hardware=AMX).describe()  # mixed_bfloat16, XLA off
+    here = precision.choose("auto", hardware=AVX2)  # float32 on this machine
+    kept = precision.resume(here, started, "auto", "runs/a")
+    assert (kept.policy, kept.jit_compile, kept.requested) == ("mixed_bfloat16", False, "auto")
+    assert kept.auto_here is here
+    assert "kept from the run" in kept.reason and "AMX" in kept.reason
+    assert 'would pick float32: CPU (AMD EPYC) has no native bfloat16' in kept.reason
+    described = kept.describe()
+    assert described["kept_from_run"] is True
+    assert described["auto_here"] == {"policy": "float32", "reason": here.reason}
+    json.dumps(described)
+    # A policy forced at the start is kept the same way; XLA forced now stays forced.
+    forced = precision.resume(here, precision.choose("mixed_float16", hardware=AMX).describe(),
+                              "mixed_float16", "runs/a", jit_compile=True)
+    assert (forced.policy, forced.jit_compile) == ("mixed_float16", True)
+    assert "--mixed-precision mixed_float16 when it started" in forced.reason
+    # Where "auto" picks the run's policy, nothing changes.
+    same = precision.choose("auto", hardware=AMX)
+    assert precision.resume(same, started, "auto", "runs/a") is same
+
+
+def test_a_resumed_run_refuses_a_forced_policy_other_than_its_own():
+    started = precision.choose("auto", hardware=_gpus((7, 5))).describe()  # mixed_float16
+    with pytest.raises(ValueError) as error:
+        precision.resume(precision.choose("float32", hardware=AVX2), started, "auto", "runs/a")
+    message = str(error.value)
+    assert "run runs/a trains in mixed_float16 (chosen by \"auto\" where it started: GPU" in message
+    assert "optimizer state and loss scale belong to that policy, so it cannot resume in float32" in message
+    assert "--mixed-precision auto or mixed_float16" in message
+    assert message.endswith("Received: mixed_precision='float32'.")
+    # Forcing the policy the run trains in is no conflict.
+    own = precision.choose("mixed_float16", hardware=AVX2)
+    assert precision.resume(own, started, "auto", "runs/a") is own
+
+
+def test_a_resumed_run_without_a_record_keeps_what_its_config_says():
+    amx_auto = precision.choose("auto", hardware=AMX)
+    # Saved before "auto" existed (None meant float32), env.json gone: float32.
+    old = precision.resume(amx_auto, None, None, "runs/a")
+    assert old.policy == "float32" and "--mixed-precision float32 when it started" in old.reason
+    # Started under "auto" with env.json deleted: this machine's choice, said so.
+    unknown = precision.resume(amx_auto, {}, "auto", "runs/a")
+    assert unknown.policy == "mixed_bfloat16" and "recorded no policy" in unknown.reason
+    assert unknown.auto_here is None
+
+
 def test_read_cpu_takes_the_first_cpus_model_and_flags(tmp_path):
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 amx_bf16\n\n"
@@ -261,6 +308,29 @@ def test_auto_under_simulated_amx_picks_bfloat16_and_turns_gpt2_xla_off(cache, t
     assert "AMX" in chosen["reason"] and chosen["hardware"]["cpu_flags"][-1] == "amx_bf16"
     assert run.config["train"]["mixed_precision"] == "auto"
     assert np.isfinite(run.history["loss"][-1])
+
+
+@pytest.mark.slow
+def test_a_run_moved_to_other_hardware_resumes_in_its_own_policy(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(precision, "MIN_PARAMS", 0)
+    options = dict(data_options={"num_train": 256}, batch_size=32, strategy="default",
+                   run_dir=str(tmp_path / "run"), hidden_units=(8, 4))
+    monkeypatch.setattr(precision, "detect", lambda: AMX)
+    zoo.train("mlp_regressor", epochs=1, verbose=0, **options)
+    monkeypatch.setattr(precision, "detect", lambda: AVX2)  # Moved: "auto" now picks float32.
+    with pytest.raises(ValueError, match="trains in mixed_bfloat16 .* cannot resume in float32"):
+        zoo.train("mlp_regressor", epochs=2, verbose=0, mixed_precision="float32", **options)
+    run = zoo.train("mlp_regressor", epochs=2, **options)
+    assert "Keeping the run's dtype policy mixed_bfloat16" in capsys.readouterr().out
+    assert run.model.dtype_policy.name == "mixed_bfloat16" and len(run.history["loss"]) == 2
+    with open(os.path.join(run.dir, "env.json")) as f:
+        chosen = json.load(f)["precision"]
+    assert (chosen["policy"], chosen["kept_from_run"], chosen["auto_here"]["policy"]) == (
+        "mixed_bfloat16", True, "float32")
+    assert run.config["train"]["mixed_precision"] == "auto"
+    # Forcing the run's own policy is no config change: it continues.
+    run = zoo.train("mlp_regressor", epochs=3, verbose=0, mixed_precision="mixed_bfloat16", **options)
+    assert len(run.history["loss"]) == 3 and run.config["train"]["mixed_precision"] == "auto"
 
 
 @pytest.mark.slow

@@ -215,8 +215,8 @@ def test_a_run_that_fails_before_training_removes_the_directory_it_made(tmp_path
         x = np.zeros((40, 3), "float32")
         with pytest.raises(ValueError, match="cannot be built"):
             zoo.train("zz_unbuildable", data=(x, x[:, :1]), run_dir=tmp_path / "r", verbose=0)
-        # The cache (the precision check's measurement, on a CPU with AVX512_BF16) is not the run's.
-        assert [p for p in os.listdir(tmp_path) if p != "cache"] == []
+        # Only zoo's cache (`_in_tmp`), where an AVX512_BF16 CPU records its bfloat16 check.
+        assert [name for name in os.listdir(tmp_path) if name != "cache"] == []
     finally:
         zoo.registry.unregister("zz_unbuildable")
 
@@ -464,6 +464,66 @@ def _limited(nbytes):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
     return limit
+
+
+@pytest.mark.parametrize("every_seconds, saved", [
+    # Writes of 0.25 s: the next checkpoint waits 20 times that, 5 s, of 2-s epochs.
+    (1.0, [1, 4, 7, 10]),
+    (8.0, [4, 8, 10]),  # At least `every_seconds`, when that is longer.
+    (0.0, list(range(1, 11))),  # 0 saves every epoch.
+])
+def test_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monkeypatch, every_seconds, saved):
+    import types
+
+    from zoo import callbacks
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(monotonic=lambda: clock.now))
+    written = []
+
+    def save(self, epoch):  # The clock as a real write moves it: 0.25 s a checkpoint.
+        written.append(epoch)
+        clock.now += 0.25
+        self._last_save, self._save_seconds = clock.now, 0.25
+
+    monkeypatch.setattr(callbacks.Checkpoint, "save", save)
+    checkpoint = callbacks.Checkpoint(str(tmp_path / "checkpoints"), every_seconds=every_seconds)
+    checkpoint.set_model(types.SimpleNamespace(stop_training=False))
+    checkpoint.set_params({"epochs": 10})
+    checkpoint.on_train_begin()
+    for epoch in range(10):
+        clock.now += 2.0
+        checkpoint.on_epoch_end(epoch, {"loss": 1.0})
+    assert written == saved  # The last epoch always.
+
+
+def test_checkpoint_writes_build_no_reference_objects(finished, tmp_path, monkeypatch):
+    """Keras 3.15 recomputes its saving skip sets for every object of every
+    save (a lookup under the wrong key); `Checkpoint` keeps them."""
+    import numpy as np
+    from keras.src.layers.layer import Layer
+
+    from zoo import callbacks
+
+    model = zoo.load_model(str(finished / "model.keras"))
+    callbacks._save_weights(model, str(tmp_path / "first.weights.h5"))
+    built, original = [], Layer.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counting)
+    callbacks._save_weights(model, str(tmp_path / "second.weights.h5"))
+    monkeypatch.setattr(Layer, "__init__", original)
+    assert built == []
+    # The file holds the model and its optimizer, as Keras' own save does.
+    again = zoo.load_model(str(finished / "model.keras"))
+    for variable in again.variables + again.optimizer.variables:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    again.load_weights(str(tmp_path / "second.weights.h5"))
+    for a, b in zip(model.variables + model.optimizer.variables, again.variables + again.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 @pytest.mark.slow

@@ -49,16 +49,23 @@ class NaNGuard(_callback_base()):
 _STATEFUL_ATTRS = ("wait", "best", "best_epoch", "stopped_epoch", "cooldown_counter")
 # Seconds between checkpoints: epochs shorter than this are not each saved.
 DEFAULT_CHECKPOINT_SECONDS = 1.0
+# At most this share of the training time goes to writing checkpoints: the
+# next one waits at least the last one's write time divided by this.
+CHECKPOINT_TIME_SHARE = 0.05
 
 
 class Checkpoint(_callback_base()):
     """Saves weights, optimizer and callback state at epoch ends.
 
     An epoch's end saves a checkpoint when `every_seconds` have passed since
-    the last one, and always at the last epoch of `fit` (or the one where
-    training stops early): short epochs are not each written, and a rerun
-    after a kill resumes from the last saved epoch, redoing the epoch that
-    was under way and at most `every_seconds` of finished ones.
+    the last one, and at least 20 times as long as the last one took to
+    write (`CHECKPOINT_TIME_SHARE`: writing takes at most 5% of training),
+    and always at the last epoch of `fit` (or the one where training stops
+    early): short epochs are not each written, and a rerun after a kill
+    resumes from the last saved epoch, redoing the epoch that was under way
+    and at most that long of finished ones (1 s for a small model's
+    checkpoint; 8 s for a 30 MB one that takes 0.4 s to write).
+    `every_seconds=0` saves every epoch.
 
     A checkpoint is `epoch-NNNN.weights.h5` (and `epoch-NNNN.best-KEY.npz`
     for callbacks that keep best weights), written, synced and checksummed
@@ -82,6 +89,7 @@ class Checkpoint(_callback_base()):
         self.state = self._read_state()
         self.history = {k: list(v) for k, v in self.state.get("history", {}).items()}
         self._last_save = time.monotonic()
+        self._save_seconds = 0.0
         self._finished = int(self.state.get("epoch", 0))
 
     def _read_state(self):
@@ -222,8 +230,14 @@ class Checkpoint(_callback_base()):
             self.history.setdefault(key, []).append(float(value))
         self._finished = epoch + 1
         last = epoch + 1 >= self.params.get("epochs", epoch + 1) or self.model.stop_training
-        if last or time.monotonic() - self._last_save >= self.every_seconds:
+        if last or time.monotonic() - self._last_save >= self.interval():
             self.save(epoch + 1)
+
+    def interval(self):
+        """Seconds from one checkpoint to the next, `every_seconds` at least."""
+        if not self.every_seconds:
+            return 0.0
+        return max(self.every_seconds, self._save_seconds / CHECKPOINT_TIME_SHARE)
 
     def on_train_end(self, logs=None):
         # A callback after this one may have stopped training at an epoch
@@ -234,6 +248,7 @@ class Checkpoint(_callback_base()):
 
     def save(self, epoch):
         """Writes the checkpoint of `epoch` finished epochs (see the class)."""
+        started = time.monotonic()
         os.makedirs(self.directory, exist_ok=True)
         weights = f"epoch-{epoch:04d}.weights.h5"
         checksums, best = {}, {}
@@ -276,6 +291,7 @@ class Checkpoint(_callback_base()):
             if name not in keep and (name.startswith("epoch-") or name.startswith("best-")):
                 with contextlib.suppress(OSError):
                     os.remove(os.path.join(self.directory, name))
+        self._save_seconds = time.monotonic() - started
 
 
 def _save_weights(model, path):
@@ -290,6 +306,7 @@ def _save_weights(model, path):
     try:
         from keras.src.saving import saving_lib
 
+        _keep_skipsets()
         buffer = io.BytesIO()
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
@@ -300,3 +317,29 @@ def _save_weights(model, path):
         return
     with open(path, "wb") as f:
         f.write(buffer.getbuffer())
+
+
+# The object types a model's save walks (`KerasSaveable._obj_type()`).
+_SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+
+
+def _keep_skipsets():
+    """Makes Keras' saving find the attribute skip sets it computes.
+
+    Keras 3.15's `saving_lib.get_attr_skipset` stores each object type's
+    set under `saving_attr_skipset_<type>` but looks it up under
+    `saving_attr_skiplist_<type>`, so every save builds a reference
+    `Layer`, `Optimizer` (with its variables) or `Metric` for each object it
+    visits: a third of the time of a DCGAN's checkpoint. This computes each
+    set once and stores it under the key that is read (a set depends only
+    on the Keras classes). Harmless once Keras reads the key it writes.
+    """
+    try:
+        from keras.src.backend.common import global_state
+        from keras.src.saving import saving_lib
+    except ImportError:  # Keras' internals moved.
+        return
+    for kind in _SKIPSET_TYPES:
+        if global_state.get_global_attribute(f"saving_attr_skiplist_{kind}") is None:
+            global_state.set_global_attribute(f"saving_attr_skiplist_{kind}",
+                                              saving_lib.get_attr_skipset(kind))

@@ -269,8 +269,9 @@ class TrainConfig:
             Dataset options, such as (("target", "price"),).
         preset: str | None. The preset the model started from.
         checkpoint_every_seconds: float. Save a checkpoint at an epoch's end
-            only when this many seconds have passed since the last one (the
-            last epoch is always saved); 0 saves every epoch. Defaults to 1.0.
+            only when this many seconds have passed since the last one, and
+            20 times as long as the last one took to write (the last epoch
+            is always saved); 0 saves every epoch. Defaults to 1.0.
     """
 
     epochs: int = 10

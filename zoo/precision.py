@@ -21,6 +21,13 @@ A model too small to gain (`count_params` under `MIN_PARAMS`) stays in
 float32: its matrices are too small for the matrix units to pay for the
 casts around every layer (docs/performance.md, "Precision").
 
+A resumed run keeps the policy it started with (`resume`): its
+checkpoint's optimizer state, and under `mixed_float16` its loss scale,
+belong to that policy. Moved to a machine where "auto" would pick another
+one, it trains on in its own, and `env.json` and the summary say what
+"auto" would have picked; forcing a policy other than the run's is an
+error that names both.
+
 XLA: on a CPU, `jit_compile="auto"` means no XLA under `mixed_bfloat16`,
 because XLA's CPU backend does not reach oneDNN's bfloat16 kernels (a
 2048² matmul: 48 GFLOP/s under XLA against 253 without, on the AMX Xeon).
@@ -111,6 +118,9 @@ class Choice:
             `env.json`.
         requested: str. What the user asked for ("auto" or a policy).
         hardware: `Hardware`. What the choice read.
+        auto_here: `Choice` or None. Set when a resumed run kept its
+            policy although "auto" picks another on this machine: that
+            other choice.
     """
 
     policy: str
@@ -118,12 +128,17 @@ class Choice:
     reason: str
     requested: str
     hardware: Hardware
+    auto_here: object = None
 
     def describe(self):
         """A JSON-ready dict for `env.json`."""
-        return {"requested": self.requested, "policy": self.policy,
-                "jit_compile": self.jit_compile, "reason": self.reason,
-                "hardware": self.hardware.describe()}
+        described = {"requested": self.requested, "policy": self.policy,
+                     "jit_compile": self.jit_compile, "reason": self.reason,
+                     "hardware": self.hardware.describe()}
+        if self.auto_here is not None:
+            described["kept_from_run"] = True
+            described["auto_here"] = {"policy": self.auto_here.policy, "reason": self.auto_here.reason}
+        return described
 
 
 def read_cpu(path="/proc/cpuinfo"):
@@ -298,3 +313,64 @@ def _by_hardware(hardware, measure=None):
             f"CPU ({cpu}) has AVX512_BF16 without AMX, but a bfloat16 matmul measured only "
             f"{speedup:.2f}x float32 (at least {BF16_MIN_SPEEDUP}x needed)")
     return "float32", f"CPU ({cpu}) has no native bfloat16 (no AMX or AVX512_BF16)"
+
+
+def resume(choice, recorded, saved_request, run_dir, *, jit_compile="auto"):
+    """The `Choice` for a run that resumes from its checkpoint.
+
+    The run keeps the policy it trained in: "auto" (now) keeps it, with
+    the reason it was picked and what "auto" picks on this machine when
+    that differs; a forced policy must be the run's.
+
+    Args:
+        choice: `Choice`. What `choose` picks now for this machine.
+        recorded: dict or None. The run's `env.json` "precision" (the
+            policy it trained in); None when the run recorded none.
+        saved_request: str or None. The run's `config.json`
+            `train.mixed_precision` ("auto" or a policy; None meant
+            float32).
+        run_dir: str. The run directory, for the messages.
+        jit_compile: str | bool. The XLA setting asked for now. Defaults
+            to "auto".
+
+    Returns:
+        A `Choice`: `choice` itself when it is the run's policy.
+
+    Raises:
+        ValueError: a policy forced now is not the run's.
+
+    ```python
+    choice = zoo.precision.resume(zoo.precision.choose("auto"), env["precision"], "auto", run_dir)
+    ```
+    """
+    saved_request = saved_request or "float32"
+    recorded = recorded if isinstance(recorded, dict) else {}
+    run_policy = recorded.get("policy") or (saved_request if saved_request != "auto" else None)
+    if run_policy not in POLICIES or run_policy == "auto":
+        # No record of what it trained in (an env.json deleted by hand): the
+        # choice of this machine stands, and says so.
+        if choice.requested != "auto":
+            return choice
+        return dataclasses.replace(
+            choice, reason=f"{choice.reason}; the run recorded no policy in env.json to keep")
+    if choice.policy == run_policy:
+        return choice
+    if saved_request != "auto":
+        how = f"--mixed-precision {saved_request} when it started"
+    else:
+        how = "chosen by \"auto\" where it started" + (
+            f": {recorded['reason']}" if recorded.get("reason") else "")
+    if choice.requested != "auto":
+        state = ("optimizer state and loss scale belong" if "mixed_float16" in (run_policy, choice.policy)
+                 else "optimizer state belongs")
+        raise ValueError(
+            f"Invalid value for `mixed_precision`: run {run_dir} trains in {run_policy} ({how}); "
+            f"its checkpoint's {state} to that policy, so it cannot resume in {choice.policy}. Resume it with "
+            f"--mixed-precision auto or {run_policy} (both keep {run_policy}), or train in "
+            f"{choice.policy} in another --run-dir. Received: mixed_precision='{choice.requested}'.")
+    jit = xla_for(run_policy, jit_compile, choice.hardware)
+    reason = (f"kept from the run, whose checkpoint belongs to it ({how}); on this machine "
+              f"\"auto\" would pick {choice.policy}: {choice.reason}")
+    if jit is False and jit_compile == "auto" and "XLA off" not in how:
+        reason += "; XLA off: on a CPU, XLA does not reach oneDNN's bfloat16 kernels"
+    return Choice(run_policy, jit, reason, choice.requested, choice.hardware, auto_here=choice)

@@ -234,7 +234,11 @@ def _choose_precision(session):
     """Phase 3b: the dtype policy and XLA setting for this machine and model.
 
     After the data, which can set the model's size (a preset's
-    architecture); see `zoo.precision` for what "auto" picks.
+    architecture); see `zoo.precision` for what "auto" picks. A run that
+    resumes from a checkpoint keeps the policy it trained in
+    (`precision.resume`); its `config.json` keeps the request it was
+    started with, so resuming it under "auto", or under the policy it
+    trains in, is no config change.
     """
     from zoo import precision
 
@@ -242,6 +246,32 @@ def _choose_precision(session):
     session.precision = precision.choose(
         train_config.mixed_precision, train_config.jit_compile,
         num_params=session.entry.task.count_params(session.model_config))
+    recorded = _recorded_precision(session.run_dir)
+    if recorded is None:
+        return
+    saved_request, env_precision = recorded
+    session.precision = precision.resume(session.precision, env_precision, saved_request,
+                                         session.run_dir, jit_compile=train_config.jit_compile)
+    session.config_json["train"]["mixed_precision"] = saved_request
+
+
+def _recorded_precision(run_dir):
+    """`(saved mixed_precision, env.json precision or None)` of a run that
+    has a checkpoint to resume from; None for a new run."""
+    from zoo.callbacks import CHECKPOINT_STATE
+
+    saved = None
+    if os.path.exists(os.path.join(run_dir, "checkpoints", CHECKPOINT_STATE)):
+        with contextlib.suppress(files.CorruptFileError):  # `_plan` reports a bad config.
+            saved = runs.read_config(run_dir)
+    if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
+        return None
+    try:
+        env = files.read_json(os.path.join(run_dir, "env.json")) or {}
+    except files.CorruptFileError:  # A record only: the run still resumes.
+        env = {}
+    # A run saved before the field existed trained in float32 (None).
+    return saved["train"].get("mixed_precision"), env.get("precision") if isinstance(env, dict) else None
 
 
 @contextlib.contextmanager
@@ -353,6 +383,10 @@ def _make_callbacks(session, model, user_callbacks):
     elif initial_epoch:
         session.say(f"Resuming {session.run_dir} from epoch {initial_epoch} "
                     f"(step {checkpoint.state.get('step', 0)}).")
+    auto_here = session.precision.auto_here
+    if initial_epoch and auto_here is not None:
+        session.say(f"Keeping the run's dtype policy {session.precision.policy}: its checkpoint "
+                    f"belongs to it (\"auto\" would pick {auto_here.policy} on this machine).")
     guard = NaNGuard()
     checkpoint.guard = guard
     logger = TensorBoardLogger(
