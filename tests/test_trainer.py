@@ -151,7 +151,9 @@ def test_sigkill_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "run"
     command = [*ZOO, "train", "mlp_regressor", "--epochs", "6", "--run-dir", str(run_dir), "--quiet",
                "--data-option", "num_train=2000", "--batch-size", "16", "--log-every-n-steps", "10",
-               "--steps-per-execution", "1"]
+               "--steps-per-execution", "1", "--checkpoint-every-seconds", "0"]
+    # A checkpoint every epoch (0), whatever the time spacing would choose on a
+    # loaded machine: the kill must land after one mid-run checkpoint.
     state = run_dir / "checkpoints" / "state.json"
     process = subprocess.Popen(command, env=zoo_env(), cwd=tmp_path)
     try:
