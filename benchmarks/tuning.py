@@ -248,7 +248,7 @@ def input_wait(size="full", only=None):
         for _ in memory.take(steps_here):
             pass  # Fills the cache outside the timing.
 
-        def fit_on(ds):
+        def fit_on(ds, model=model):  # This iteration's model, bound now.
             def run():
                 timer = common.step_timer()
                 model.fit(ds, epochs=2, steps_per_epoch=steps_here, verbose=0, callbacks=[timer])

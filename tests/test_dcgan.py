@@ -87,11 +87,12 @@ def test_one_and_two_replicas_give_the_same_losses(runs):
 
 @pytest.mark.parametrize("strategy", ["default", "mirrored"])
 def test_grid_fid_and_export_share_one_traced_generator(runs, strategy):
+    from zoo import inference
     from zoo.models.dcgan import task as dcgan_task
 
     generator = runs[strategy].model.generator
     # The epoch's grid, the FIDs, the evaluation and the export ran through it: one trace.
-    function = dcgan_task._inference(generator)
+    function = inference.function(generator)
     assert function.experimental_get_tracing_count() == 1
     noise = dcgan_task.fixed_noise(TINY["latent_dim"], 700)  # Two chunks: 500 and 200 rows.
     eager = (np.clip(np.asarray(generator(noise, training=False)), -1.0, 1.0) + 1.0) / 2.0

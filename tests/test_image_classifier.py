@@ -62,6 +62,19 @@ def test_digits_run_reports_metrics_and_writes_confusion_matrices(digits_run):
     assert os.path.exists(os.path.join(digits_run.dir, "confusion_matrix.png"))
 
 
+def test_epoch_matrices_and_evaluation_share_one_traced_model(digits_run):
+    from zoo import inference
+
+    # Three epochs' confusion matrices and the test evaluation ran through it: one trace.
+    function = inference.function(digits_run.model)
+    assert function.experimental_get_tracing_count() == 1
+    images, _ = load_images("digits", zoo.get_config(NAME)).test_arrays
+    images = np.concatenate([images] * 4)[:1100]  # Two calls: 1024 and 76 images.
+    np.testing.assert_allclose(inference.predict(digits_run.model, images, batch_size=1024),
+                               digits_run.model.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    assert function.experimental_get_tracing_count() == 1
+
+
 def test_saved_model_reloads_in_safe_mode(digits_run, tmp_path):
     import keras
 

@@ -22,7 +22,7 @@ LAYERS = [
                   "zoo.folds", "zoo.compare", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
     ("framework", ("zoo.registry", "zoo.task")),
-    ("shared", ("zoo.data", "zoo.metrics", "zoo.hub")),
+    ("shared", ("zoo.data", "zoo.metrics", "zoo.hub", "zoo.inference")),
     ("base", ("zoo.config", "zoo.files", "zoo.quiet", "zoo.distribute", "zoo.workarounds",
               "zoo.precision")),
 ]

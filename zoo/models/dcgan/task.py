@@ -3,9 +3,9 @@
 import dataclasses
 import os
 import typing
-import weakref
 
 from zoo import config as config_lib
+from zoo import inference
 from zoo.data import images as images_lib
 from zoo.data import splits, tfds
 from zoo.metrics import fid as fid_lib
@@ -395,38 +395,12 @@ def fixed_noise(latent_dim, num_images=GRID_IMAGES):
     return np.random.default_rng(FIXED_NOISE_SEED).standard_normal((num_images, latent_dim)).astype("float32")
 
 
-# generator -> its inference `tf.function`, dropped with the generator.
-_INFERENCE = weakref.WeakKeyDictionary()
-
-
-def _inference(generator):
-    """The generator in inference mode as a `tf.function`, traced once.
-
-    Every epoch's grid, each FID and the export go through it: one trace
-    (about 0.1 s) for any batch size, then a few milliseconds a call, where
-    an eager call runs Keras' Python for each of the generator's layers
-    (3x slower for the 64-image grid). It reads the generator's variables
-    when called, so weights set later (the FID ceiling's) are used. The
-    function holds the generator weakly, so the cache does not keep it.
-    """
-    function = _INFERENCE.get(generator)
-    if function is None:
-        import tensorflow as tf
-
-        ref = weakref.ref(generator)
-        spec = tf.TensorSpec([None, generator.inputs[0].shape[-1]], tf.float32)
-        function = tf.function(lambda noise: ref()(noise, training=False), input_signature=[spec])
-        _INFERENCE[generator] = function
-    return function
-
-
 def _sample(generator, noise, batch_size=500):
     """Generated images in [0, 1] (inference mode), as a NumPy array."""
     import numpy as np
 
-    generate = _inference(generator)
-    images = np.concatenate([generate(noise[i : i + batch_size]).numpy()
-                             for i in range(0, len(noise), batch_size)])
+    # Every epoch's grid, each FID and the export share one traced generator.
+    images = inference.predict(generator, noise, batch_size)
     return (np.clip(images, -1.0, 1.0) + 1.0) / 2.0
 
 
