@@ -359,7 +359,7 @@ def predict(model, images):
     """Class probabilities of `images` (inference mode) as a NumPy array.
 
     Through one traced function (`zoo.inference`): this runs every epoch for
-    the confusion matrix, where `model.predict` cost 8x more a call.
+    the confusion matrix, where `model.predict` cost 6x more a call.
     """
     return inference.predict(model, images, PREDICT_BATCH)
 
