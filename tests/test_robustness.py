@@ -467,9 +467,9 @@ def _limited(nbytes):
 
 
 @pytest.mark.parametrize("every_seconds, saved", [
-    # Writes of 0.25 s: the next checkpoint waits 20 times that, 5 s, of 2-s epochs.
-    (1.0, [1, 4, 7, 10]),
-    (8.0, [4, 8, 10]),  # At least `every_seconds`, when that is longer.
+    # Writes of 0.25 s: the next checkpoint waits 50 times that, 12.5 s, of 2-s epochs.
+    (1.0, [1, 8, 10]),
+    (16.0, [8, 10]),  # At least `every_seconds`, when that is longer.
     (0.0, list(range(1, 11))),  # 0 saves every epoch.
 ])
 def test_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monkeypatch, every_seconds, saved):
@@ -596,6 +596,7 @@ WRONG = {
     "--profile-batch": (["5,2"], r"Invalid value for `--profile-batch`: expected START,STOP"),
     "--folds": (["1"], r"Invalid value for `folds`: cross-validation needs an integer of at least 2 folds"),
     "--checkpoint-every-seconds": (["-1"], r"Invalid value for `checkpoint_every_seconds`"),
+    "--summaries-max-share": (["2"], r"Invalid value for `summaries_max_share`: must be 0 \(every epoch\) or a share"),
     "--run-dir": (["{file}"], r"is a file, not a directory"),
     "--set": (["nope=1"], r"Unknown \w+ config key 'nope'"),
     "--preset": (["{missing}"], r"Preset directory '.*missing' not found"),

@@ -454,6 +454,47 @@ def test_throughput_and_progress_count_the_steps_that_ran(tmp_path, capsys):
     assert values["epoch_examples_per_second"] == pytest.approx(22 * 32 / 2.0)
 
 
+class _PicturingTask(zoo.Task):
+    """A task whose summaries take 0.09 s of a stubbed clock."""
+
+    def __init__(self, clock):
+        self.clock, self.epochs = clock, []
+
+    def summaries(self, model, data, epoch):
+        self.epochs.append(epoch)
+        self.clock.now += 0.09
+
+
+@pytest.mark.parametrize("share, stop_after, pictured", [
+    # 1-s epochs, 0.09-s summaries: at 2% the next ones wait 4.5 s; the last epoch always.
+    (0.02, None, [1, 6, 10]),
+    (0.0, None, list(range(1, 11))),  # 0 writes them every epoch.
+    # Stopped after epoch 8 by a callback that runs after the logger: on_train_end writes epoch 8's.
+    (0.02, 8, [1, 6, 8]),
+])
+def test_task_summaries_take_at_most_their_share_of_training(tmp_path, monkeypatch, share, stop_after, pictured):
+    import types
+
+    from zoo import config as config_lib
+    from zoo import tensorboard as tb_lib
+
+    clock = types.SimpleNamespace(now=0.0)
+    monkeypatch.setattr(tb_lib, "time", types.SimpleNamespace(perf_counter=lambda: clock.now, time=time.time))
+    task = _PicturingTask(clock)
+    logger = tb_lib.TensorBoardLogger(str(tmp_path / "logs"), task, None,
+                                      config_lib.TrainConfig(summaries_max_share=share))
+    optimizer = types.SimpleNamespace(learning_rate=0.1, iterations=types.SimpleNamespace(numpy=lambda: 0))
+    logger.set_model(types.SimpleNamespace(stop_training=False, optimizer=optimizer))
+    logger.set_params({"epochs": 10, "steps": 4})
+    for epoch in range(stop_after or 10):
+        logger.on_epoch_begin(epoch)
+        clock.now += 1.0
+        logger.on_train_batch_end(3, {"loss": 1.0})
+        logger.on_epoch_end(epoch, {"loss": 1.0})
+    logger.on_train_end()
+    assert task.epochs == pictured
+
+
 def _train_config(run):
     from zoo import config as config_lib
 

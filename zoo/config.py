@@ -270,8 +270,14 @@ class TrainConfig:
         preset: str | None. The preset the model started from.
         checkpoint_every_seconds: float. Save a checkpoint at an epoch's end
             only when this many seconds have passed since the last one, and
-            20 times as long as the last one took to write (the last epoch
+            50 times as long as the last one took to write (the last epoch
             is always saved); 0 saves every epoch. Defaults to 1.0.
+        summaries_max_share: float. The largest share of training time the
+            task's per-epoch TensorBoard summaries (sample grids, confusion
+            matrices, generated text) may take: after the first epoch's, an
+            epoch's end writes them only when 1/share times as long as the
+            last ones took has passed, and the last epoch always does; 0
+            writes them every epoch. Defaults to 0.02.
     """
 
     epochs: int = 10
@@ -288,6 +294,7 @@ class TrainConfig:
     data_options: tuple[tuple[str, str | int | float | bool | tuple[str, ...] | None], ...] = ()
     preset: str | None = None
     checkpoint_every_seconds: float = 1.0
+    summaries_max_share: float = 0.02
 
     def __post_init__(self):
         require(self.epochs >= 1, "epochs", self.epochs, "must be at least 1")
@@ -314,6 +321,10 @@ class TrainConfig:
             self.checkpoint_every_seconds >= 0 and math.isfinite(self.checkpoint_every_seconds),
             "checkpoint_every_seconds", self.checkpoint_every_seconds,
             "must be 0 (every epoch) or a positive number of seconds",
+        )
+        require(
+            0 <= self.summaries_max_share <= 1, "summaries_max_share", self.summaries_max_share,
+            "must be 0 (every epoch) or a share of the training time in (0, 1]",
         )
 
     @classmethod

@@ -40,6 +40,7 @@ _TRAIN_FLAGS = {
     "log_every_n_steps": dict(type=int, default=50),
     "profile_batch": dict(metavar="START,STOP"),
     "checkpoint_every_seconds": dict(type=float, metavar="SECONDS"),
+    "summaries_max_share": dict(type=float, metavar="SHARE"),
 }
 
 

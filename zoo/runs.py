@@ -55,7 +55,7 @@ _STARTING = {LOCK, "env.json", "logs", "checkpoints"}
 # change neither the model nor what it learns. (A multi-worker resume must
 # run 1 step per execution, so that one follows the strategy.)
 RESUMABLE_FIELDS = ("strategy", "steps_per_execution", "jit_compile", "log_every_n_steps",
-                    "profile_batch", "checkpoint_every_seconds")
+                    "profile_batch", "checkpoint_every_seconds", "summaries_max_share")
 
 
 class RunLockedError(ValueError):

@@ -89,6 +89,14 @@ class TensorBoardLogger(_callback_base()):
     the files an interrupted run left are merged and cut at N and S first
     (`merge_events`), so no point is lost or written twice.
 
+    The task's summaries (`Task.summaries`: sample grids, confusion
+    matrices, generated text) take at most `summaries_max_share` of the
+    training time: the first epoch of `fit` writes them, a later epoch's end
+    only when 1/share times as long as the last ones took has passed, and
+    the last epoch always does (at `on_train_end`, when a callback after
+    this one stopped training early). Short epochs are not each pictured;
+    epochs that take a minute always are.
+
     Throughput counts the steps that ran, not Keras' end-step index. With
     `profile_batch=(start, stop)` the profiler runs over those global steps
     and marks each step, or each execution of `steps_per_execution` steps,
@@ -107,6 +115,9 @@ class TensorBoardLogger(_callback_base()):
         self._profiling = False
         self._trace = None
         self.epoch = resume_epoch
+        self._finished = resume_epoch  # The last epoch that ended, 1-based.
+        self._summarized = resume_epoch  # The last epoch with summaries.
+        self._summaries_end, self._summaries_seconds = None, 0.0
         if enabled:
             merge_events(logdir, resume_epoch, resume_step)
 
@@ -218,12 +229,36 @@ class TensorBoardLogger(_callback_base()):
             with self._writer("validation").as_default(step=epoch + 1):
                 for key, value in val.items():
                     tf.summary.scalar(f"epoch_{key}", float(value))
-        if type(self.task).summaries is not Task.summaries:
-            with self._writer("").as_default(step=epoch + 1):
-                self.task.summaries(self.model, self.data, epoch + 1)
+        self._finished = epoch + 1
+        self._finite = all(math.isfinite(float(v)) for v in logs.values())
+        last = epoch + 1 >= self.params.get("epochs", epoch + 1) or self.model.stop_training
+        if last or self._summaries_due():
+            self._summaries(epoch + 1)
         self._flush()
 
+    def _summaries_due(self):
+        share = self.train_config.summaries_max_share
+        if not share or self._summaries_end is None:
+            return True
+        return time.perf_counter() - self._summaries_end >= self._summaries_seconds / share
+
+    def _summaries(self, epoch):
+        if type(self.task).summaries is Task.summaries:
+            return
+        started = time.perf_counter()
+        with self._writer("").as_default(step=epoch):
+            self.task.summaries(self.model, self.data, epoch)
+        self._summarized = epoch
+        self._summaries_end = time.perf_counter()
+        self._summaries_seconds = self._summaries_end - started
+
     def on_train_end(self, logs=None):
+        # A callback after this one may have stopped training at an epoch
+        # without summaries: the last one that ended gets them, unless it
+        # diverged.
+        if self.enabled and self._finished > self._summarized and getattr(self, "_finite", True):
+            self._summaries(self._finished)
+            self._flush()
         self.close()
 
 

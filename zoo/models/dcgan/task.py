@@ -41,6 +41,8 @@ class ImageData(Data):
             which every FID compares with.
         initial_generator_weights: list or None. The untrained generator,
             kept by `prepare` for the FID ceiling.
+        last_fid_epoch: int. The epoch of the last FID in TensorBoard; 0
+            before the first.
     """
 
     class_names: list = dataclasses.field(default_factory=list)
@@ -49,6 +51,7 @@ class ImageData(Data):
     held_out_features: typing.Any = None
     reference_features: typing.Any = None
     initial_generator_weights: typing.Any = None
+    last_fid_epoch: int = 0
 
 
 class DCGANTask(Task):
@@ -62,8 +65,10 @@ class DCGANTask(Task):
     config's shape. Every dataset keeps a fixed held-out split (the same for
     every seed) for the Fréchet distance, see `zoo.fid`.
 
-    Pictures: each epoch `summaries` writes a grid of samples from a fixed
-    noise batch to TensorBoard, and every `FID_EVERY` epochs the FID;
+    Pictures: `summaries` writes a grid of samples from a fixed noise batch
+    to TensorBoard (each epoch, or as spaced by the logger's
+    `summaries_max_share`), and the FID at the first of them and then at
+    the first at least `FID_EVERY` epochs after the last FID;
     `export` saves the final grid as `samples.png`; `generate` serves
     `zoo generate RUN --out grid.png`.
     """
@@ -93,8 +98,9 @@ class DCGANTask(Task):
 
         samples = _sample(model.generator, fixed_noise(model.latent_dim))
         tf.summary.image("samples", images_lib.make_grid(samples)[None])
-        if data.classifier is not None and (epoch == 1 or epoch % FID_EVERY == 0):
+        if data.classifier is not None and (not data.last_fid_epoch or epoch - data.last_fid_epoch >= FID_EVERY):
             tf.summary.scalar("fid", _fid(model.generator, data))
+            data.last_fid_epoch = epoch
 
     def evaluate(self, model, data, train_config):
         import numpy as np
