@@ -47,7 +47,11 @@ BENCHMARKS = {
     "fit_tail": ("tuning", "fit_tail", ()),
     "zoo_overhead": ("tuning", "zoo_overhead", ()),
     "precision_train": ("precision", "precision_train", ()),
-    "gpt2_small": ("precision", "gpt2_small", ()),
+    # Every contender of gpt2_small also runs alone ("*"): TensorFlow and
+    # PyTorch in one process slow each other down (each framework's thread
+    # pools), so its rows also carry each contender's time in a process of
+    # its own (`alone_*`).
+    "gpt2_small": ("precision", "gpt2_small", "*"),
     "tensorboard_logger": ("tensorboard_logger", "logger_epoch", ()),
 }
 TORCH_CONTENDERS = {"torch", "torch_float32", "torch_bfloat16", "transformers"}
@@ -101,6 +105,15 @@ def check_names(names):
             )
 
 
+def _alone_contenders(name, result):
+    """The contenders of `result` that run again, each alone in a process."""
+    listed = BENCHMARKS[name][2]
+    present = result.get("contenders", {})
+    if listed == "*":
+        return [c for c in present if not c.startswith("matmul_")]
+    return [c for c in listed if c in present]
+
+
 def run(names=None, size="full", out_dir=RESULTS_DIR, in_process=False, rss=True, say=print):
     """Runs benchmarks `names` and writes the results file.
 
@@ -132,11 +145,14 @@ def run(names=None, size="full", out_dir=RESULTS_DIR, in_process=False, rss=True
         say(f"[{time.strftime('%H:%M:%S')}] {name} ({size}) ...", flush=True)
         result = run_benchmark(name, size) if in_process else _worker(name, size)
         if rss and "error" not in result:
-            for contender in BENCHMARKS[name][2]:
-                if contender not in result.get("contenders", {}):
-                    continue
+            for contender in _alone_contenders(name, result):
                 alone = run_benchmark(name, size, contender) if in_process else _worker(name, size, contender)
-                result["contenders"][contender]["process_peak_rss_mb"] = alone.get("process_peak_rss_mb")
+                entry = result["contenders"][contender]
+                entry["process_peak_rss_mb"] = alone.get("process_peak_rss_mb")
+                timing = alone.get("contenders", {}).get(contender, {})
+                for key in ALONE_METRICS:
+                    if BENCHMARKS[name][2] == "*" and timing.get(key) is not None:
+                        entry[f"alone_{key}"] = timing[key]
         document["benchmarks"][name] = result
         document["machine"]["load_average"] = [round(x, 2) for x in os.getloadavg()]
         write_json(path, document)
@@ -146,8 +162,11 @@ def run(names=None, size="full", out_dir=RESULTS_DIR, in_process=False, rss=True
 
 
 MAIN_METRICS = ("tokens_per_s", "examples_per_s", "gflops", "seconds", "wait_fraction")
+# A contender's times alone in a process, for the benchmarks that list "*".
+ALONE_METRICS = ("step_s", "tokens_per_s")
 COLUMNS = ("step_s", "epoch_s", "epoch_mean_s", "fit_s", "end_tail_s", "after_train_end_s", "call_s", "compile_s",
-           "model_gflops", "mfu_vs_measured_peak", "peak_rss_mb", "process_peak_rss_mb")
+           "model_gflops", "mfu_vs_measured_peak", "alone_step_s", "alone_tokens_per_s", "peak_rss_mb",
+           "process_peak_rss_mb")
 # In the results file but left out of the printed tables.
 HIDDEN = ("first_epoch_s", "fit_setup_s", "total_s", "tracing_counts", "wait_fraction_samples")
 

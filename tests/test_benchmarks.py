@@ -103,3 +103,18 @@ def test_one_contender_alone_for_its_memory():
     result = bench.run_benchmark("mlp_train", "tiny", only="keras")
     assert set(result["contenders"]) == {"keras"} and result["process_peak_rss_mb"] > 0
     assert "bars" not in result
+
+
+def test_gpt2_small_contenders_also_run_alone(tmp_path, tmp_cache, monkeypatch):
+    real = common.has_module
+    monkeypatch.setattr(common, "has_module",
+                        lambda name: False if name in ("torch", "transformers") else real(name))
+    _, document = bench.run(["gpt2_small"], size="tiny", out_dir=str(tmp_path), in_process=True,
+                            say=lambda *a, **k: None)
+    contenders = document["benchmarks"]["gpt2_small"]["contenders"]
+    assert "zoo_float32" in contenders and not any(c.startswith("matmul_") for c in contenders)
+    for name, entry in contenders.items():
+        # Its time in a process of its own, beside its time alternated with the others.
+        assert entry["alone_step_s"] > 0 and entry["alone_tokens_per_s"] > 0, name
+        assert entry["step_s"] > 0 and entry["process_peak_rss_mb"] > 0, name
+    assert "alone_step_s" in bench.render(document)
