@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from zoo import quiet
+from zoo import quiet, workarounds
 from zoo.files import CorruptFileError, atomic_path, read_json, sha256, write_json
 
 CHECKPOINT_STATE = "state.json"
@@ -307,7 +307,7 @@ def _save_weights(model, path):
     try:
         from keras.src.saving import saving_lib
 
-        _keep_skipsets()
+        workarounds.patch_saving_skipsets()
         buffer = io.BytesIO()
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
@@ -318,29 +318,3 @@ def _save_weights(model, path):
         return
     with open(path, "wb") as f:
         f.write(buffer.getbuffer())
-
-
-# The object types a model's save walks (`KerasSaveable._obj_type()`).
-_SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
-
-
-def _keep_skipsets():
-    """Makes Keras' saving find the attribute skip sets it computes.
-
-    Keras 3.15's `saving_lib.get_attr_skipset` stores each object type's
-    set under `saving_attr_skipset_<type>` but looks it up under
-    `saving_attr_skiplist_<type>`, so every save builds a reference
-    `Layer`, `Optimizer` (with its variables) or `Metric` for each object it
-    visits: a third of the time of a DCGAN's checkpoint. This computes each
-    set once and stores it under the key that is read (a set depends only
-    on the Keras classes). Harmless once Keras reads the key it writes.
-    """
-    try:
-        from keras.src.backend.common import global_state
-        from keras.src.saving import saving_lib
-    except ImportError:  # Keras' internals moved.
-        return
-    for kind in _SKIPSET_TYPES:
-        if global_state.get_global_attribute(f"saving_attr_skiplist_{kind}") is None:
-            global_state.set_global_attribute(f"saving_attr_skiplist_{kind}",
-                                              saving_lib.get_attr_skipset(kind))

@@ -19,7 +19,7 @@ name:
 
 A model too small to gain (`count_params` under `MIN_PARAMS`) stays in
 float32: its matrices are too small for the matrix units to pay for the
-casts around every layer (docs/performance.md, "Precision").
+casts around every layer (docs/precision.md).
 
 A resumed run keeps the policy it started with (`resume`): its
 checkpoint's optimizer state, and under `mixed_float16` its loss scale,

@@ -43,7 +43,7 @@ def prefetch_fixed(dataset):
     """`dataset` with two batches prefetched and tf.data's autotuning off.
 
     The producers here are cheap, and the autotuner, torn down when `fit`
-    returns, can leave the process idle for seconds (docs/performance.md,
+    returns, can leave the process idle for seconds (docs/tuning.md,
     "The idle end of `fit`").
     """
     import tensorflow as tf
@@ -230,7 +230,7 @@ class Task:
         Evaluation examples are cached after their first pass. Two batches
         are prefetched with tf.data's autotuning off: the producer is cheap,
         and the autotuner, torn down when `fit` returns, can leave the
-        process idle for seconds (docs/performance.md, "The idle end of
+        process idle for seconds (docs/tuning.md, "The idle end of
         `fit`").
         """
         import numpy as np

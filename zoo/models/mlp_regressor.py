@@ -94,7 +94,7 @@ class MLPRegressorTask(Task):
         "friedman1 (default; options num_train, noise, data_seed), diabetes, "
         "or a CSV path with options target, features, drop_missing"
     )
-    # 8 steps per execution: 1.36x faster epochs, the same losses (docs/performance.md).
+    # 8 steps per execution: 1.36x faster epochs, the same losses (docs/tuning.md).
     data_options = {
         "target": (str, "target column of a CSV file"),
         "features": (str, "comma-separated feature columns of a CSV file"),

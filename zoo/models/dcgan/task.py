@@ -83,7 +83,7 @@ class DCGANTask(Task):
     # The per-class shares and the FID's floor, ceiling and sample count are
     # in run_summary; one HParams column each would be 14 more one-point charts.
     headline_metrics = ("fid", "fid_progress", "min_class_share")
-    # 8 steps per execution: 1.18x faster epochs (docs/performance.md).
+    # 8 steps per execution: 1.18x faster epochs (docs/tuning.md).
     train_defaults = {"epochs": 100, "batch_size": 64, "learning_rate": 2e-4, "steps_per_execution": 8}
 
     def load_data(self, data, config, options, seed, preset=None):
