@@ -94,5 +94,6 @@ def classifier_train(size="full", only=None):
                    higher_is_better=False),
         training._epoch_bar("image_classifier", ratios)],
         notes=["Both validate on the same split each epoch; zoo also renders the validation "
-               "confusion matrix each epoch and checkpoints."])
+               "confusion matrix (at the first, the last and the epochs --summaries-max-share allows) "
+               "and checkpoints."])
     return out

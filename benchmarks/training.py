@@ -367,8 +367,8 @@ def dcgan_train(size="full", only=None):
         "dcgan zoo/keras step time", ratios["zoo/keras step_s"], 1.03, higher_is_better=False),
         _epoch_bar("dcgan", ratios)],
         notes=["Both train on the same 80% of the digits (zoo's dcgan holds out a stratified fifth "
-               "for its FID). zoo also writes a sample grid each epoch, the FID after epoch 1 and "
-               "every fifth (epoch 1 is in fit_s only, epochs 5 and 10 in epoch_mean_s), and "
+               "for its FID). zoo also writes a sample grid (with an FID at least 5 epochs apart) at the first, "
+               "the last and the epochs between that --summaries-max-share allows, and "
                "checkpoints; the plain loop does none of that."])
     return out
 
