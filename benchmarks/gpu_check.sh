@@ -19,12 +19,31 @@
 # Everything goes into $OUT (a temporary directory when unset); the
 # script goes on after a failed step and exits non-zero at the end if any
 # step failed. Expects the `.[gpu,bench]` extras installed beforehand.
+#
+# ZOO_GPU_CHECK_SMOKE=1 runs every step with tiny models and the `tiny`
+# benchmark sizes (matmul_peak and mlp_train only), so that the script
+# itself is tested on a CPU (tests/test_benchmarks.py) before the one
+# GPU run that counts.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$(mktemp -d -t zoo-gpu-check-XXXX)}"
 mkdir -p "$OUT/runs" "$OUT/results" "$OUT/logs"
 export TF_CPP_MIN_LOG_LEVEL=2
 failed=0
+if [ "${ZOO_GPU_CHECK_SMOKE:-0}" = 1 ]; then
+    MLP=(--epochs 1 --data-option num_train=256 --set hidden_units=[8])
+    GAN=(--epochs 1 --set latent_dim=8 --set generator_filters=8 --set discriminator_filters=8)
+    GPT=(--epochs 1 --set vocabulary_size=300 --set num_layers=1 --set num_heads=2 --set hidden_dim=16
+         --set intermediate_dim=32 --set max_sequence_length=64 --set sequence_length=16)
+    GAN_PY='{"epochs": 1, "latent_dim": 8, "generator_filters": 8, "discriminator_filters": 8}'
+    BENCH=(--size tiny matmul_peak mlp_train)
+else
+    MLP=(--epochs 2 --data-option num_train=4096)
+    GAN=(--epochs 2)
+    GPT=(--epochs 1 --set num_layers=2 --set sequence_length=128)
+    GAN_PY='{"epochs": 2}'
+    BENCH=(--quick matmul_peak precision_train gpt2_small mlp_train dcgan_train gpt2_train)
+fi
 
 step() {  # step NAME COMMAND...: runs COMMAND, logs to $OUT/logs/NAME.log
     local name="$1"; shift
@@ -42,27 +61,28 @@ step() {  # step NAME COMMAND...: runs COMMAND, logs to $OUT/logs/NAME.log
 } > "$OUT/devices.txt" 2>&1
 
 step mlp_regressor python recipes/mlp_regressor.py --strategy auto --mixed-precision auto \
-    --epochs 2 --data-option num_train=4096 --run-dir "$OUT/runs/mlp_regressor" --quiet
-step dcgan python recipes/dcgan.py --strategy auto --mixed-precision auto --epochs 2 \
+    "${MLP[@]}" --run-dir "$OUT/runs/mlp_regressor" --quiet
+step dcgan python recipes/dcgan.py --strategy auto --mixed-precision auto "${GAN[@]}" \
     --run-dir "$OUT/runs/dcgan" --quiet
 step gpt2_textgen python recipes/gpt2_textgen.py --strategy auto --mixed-precision auto \
-    --epochs 1 --set num_layers=2 --set sequence_length=128 --run-dir "$OUT/runs/gpt2_textgen" --quiet
+    "${GPT[@]}" --run-dir "$OUT/runs/gpt2_textgen" --quiet
 # Each policy forced, with the XLA setting zoo pairs with it.
 for policy in float32 mixed_bfloat16 mixed_float16; do
     step "gpt2_textgen_$policy" python recipes/gpt2_textgen.py --strategy auto \
-        --mixed-precision "$policy" --epochs 1 --set num_layers=2 --set sequence_length=128 \
+        --mixed-precision "$policy" "${GPT[@]}" \
         --run-dir "$OUT/runs/gpt2_textgen_$policy" --quiet
 done
 # MirroredStrategy's two-replica path on one chip: two logical GPUs.
-step dcgan_mirrored python - "$OUT/runs/dcgan_mirrored" <<'EOF'
-import sys
+step dcgan_mirrored python - "$OUT/runs/dcgan_mirrored" "$GAN_PY" <<'EOF'
+import ast, sys
 import tensorflow as tf
 gpus = tf.config.list_physical_devices("GPU")
 if gpus:
     tf.config.set_logical_device_configuration(
         gpus[0], [tf.config.LogicalDeviceConfiguration(memory_limit=8192)] * 2)
 import zoo
-run = zoo.train("dcgan", strategy="mirrored", epochs=2, run_dir=sys.argv[1], verbose=0)
+run = zoo.train("dcgan", strategy="mirrored", run_dir=sys.argv[1], verbose=0,
+                **ast.literal_eval(sys.argv[2]))
 print(run.metrics)
 EOF
 python - "$OUT/runs" > "$OUT/strategies.txt" 2>&1 <<'EOF'
@@ -75,8 +95,7 @@ for path in sorted(glob.glob(os.path.join(sys.argv[1], "*", "env.json"))):
           chosen.get("policy"), "xla" if chosen.get("jit_compile") else "no-xla", chosen.get("reason"))
 EOF
 cat "$OUT/strategies.txt"
-step benchmarks python benchmarks/run.py --quick --no-rss --out "$OUT/results" \
-    matmul_peak precision_train gpt2_small mlp_train dcgan_train gpt2_train
+step benchmarks python benchmarks/run.py --no-rss --out "$OUT/results" "${BENCH[@]}"
 cat "$OUT/logs/benchmarks.log" | tail -150
 echo "Results in $OUT"
 exit $failed

@@ -118,3 +118,29 @@ def test_gpt2_small_contenders_also_run_alone(tmp_path, tmp_cache, monkeypatch):
         assert entry["alone_step_s"] > 0 and entry["alone_tokens_per_s"] > 0, name
         assert entry["step_s"] > 0 and entry["process_peak_rss_mb"] > 0, name
     assert "alone_step_s" in bench.render(document)
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_through_on_a_cpu(tmp_path):
+    """benchmarks/gpu_check.sh, the one script for a lent GPU machine, with
+    tiny models (ZOO_GPU_CHECK_SMOKE=1): every step runs and records."""
+    import glob
+    import subprocess
+
+    out = tmp_path / "gpu-check"
+    env = dict(os.environ, OUT=str(out), ZOO_GPU_CHECK_SMOKE="1")
+    env.pop("TF_CONFIG", None)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "tensorflow" in (out / "devices.txt").read_text()
+    runs = {line.split()[0]: line.split() for line in (out / "strategies.txt").read_text().splitlines()}
+    assert set(runs) == {"mlp_regressor", "dcgan", "gpt2_textgen", "gpt2_textgen_float32",
+                         "gpt2_textgen_mixed_bfloat16", "gpt2_textgen_mixed_float16", "dcgan_mirrored"}
+    for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
+        assert runs[f"gpt2_textgen_{policy}"][3] == policy  # Forced, and recorded in env.json.
+    assert runs["dcgan_mirrored"][1] == "MirroredStrategy"
+    assert runs["mlp_regressor"][1] != "MirroredStrategy"  # One device: never mirrored.
+    [results] = glob.glob(str(out / "results" / "*.json"))
+    with open(results) as f:
+        assert {"matmul_peak", "mlp_train"} <= set(json.load(f)["benchmarks"])

@@ -244,6 +244,12 @@ def test_saved_model_generate_gives_zoo_greedy_text(gpt2_saved_model):
     run, out, info = gpt2_saved_model
     generate = info["signatures"]["generate"]
     assert generate["matches"] and generate["rounding_ties"] == [] and generate["custom_ops"] == []
+    from zoo import cli
+
+    # What `zoo export` prints of it: the serving check, then each signature's.
+    printed = cli.export_summary(info).splitlines()
+    assert printed[0].startswith("Wrote saved_model export to ") and len(printed) == 3
+    assert printed[1].startswith(f"Signature `generate` reproduces zoo on {generate['num_examples']} inputs (")
     assert generate["inputs"] == {"prompts": {"dtype": "string", "shape": [None]}}
     assert generate["outputs"] == {"text": {"dtype": "string", "shape": [None]}}
     assert info["signatures"]["generate_max_length"]["inputs"]["max_length"] == {"dtype": "int32", "shape": []}

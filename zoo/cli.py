@@ -196,10 +196,23 @@ def _cmd_export(args):
         info = exports.export(args.run, args.format, out=args.out)
     except (*USER_ERRORS, FileExistsError) as e:
         return fail(e)
-    print(f"Wrote {info['format']} export to {info['path']}; checked in a fresh process on "
-          f"{info['checked_on']}: max abs difference {info['max_abs_diff']:.3g} "
-          f"(tolerance {info['tolerance']:.3g}).")
+    print(export_summary(info))
     return 0
+
+
+def export_summary(info):
+    """What `zoo export` prints of an export's `export.json`: the file and
+    its check, then each of the task's own SavedModel signatures."""
+    lines = [f"Wrote {info['format']} export to {info['path']}; checked in a fresh process on "
+             f"{info['checked_on']}: max abs difference {info['max_abs_diff']:.3g} "
+             f"(tolerance {info['tolerance']:.3g})."]
+    for name, check in (info.get("signatures") or {}).items():
+        ties = len(check.get("rounding_ties") or [])
+        lines.append(f"Signature `{name}` reproduces zoo on {check['num_examples']} inputs "
+                     f"({check['checked_on']})"
+                     + (f", {ties} of them parting at a near tie of logits within the tolerance" if ties else "")
+                     + ".")
+    return "\n".join(lines)
 
 
 def _cmd_compress(args):

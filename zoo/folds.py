@@ -154,16 +154,14 @@ def _write_events(logdir, metrics, headline):
 
     import tensorflow as tf
 
-    from zoo.tensorboard import EVALUATION_PREFIX, headline_metrics
-
-    shown = headline_metrics({k: 0.0 for k in metrics}, headline)
+    from zoo.tensorboard import EVALUATION_PREFIX, is_headline
 
     for old in glob.glob(os.path.join(logdir, "events.out.tfevents.*.cross_validation")):
         os.remove(old)  # Left by a run stopped before its metrics.json.
     writer = tf.summary.create_file_writer(logdir, filename_suffix=".cross_validation")
     with writer.as_default(step=0):
         for key, stats in metrics.items():
-            if key not in shown:
+            if not is_headline(key, headline):
                 continue
             if math.isfinite(stats["mean"]):
                 tf.summary.scalar(f"{EVALUATION_PREFIX}{key}", stats["mean"])

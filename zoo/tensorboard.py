@@ -334,14 +334,20 @@ def headline_metrics(metrics, patterns=("*",)):
     HParams table shows already, and `epochs_trained` is in the summary, so
     neither is ever a headline.
     """
-    import fnmatch
-
     return {
         key: float(value) for key, value in metrics.items()
-        if not key.startswith("final_") and key != "epochs_trained"
-        and any(fnmatch.fnmatchcase(key, p) for p in patterns)
+        if is_headline(key, patterns)
         and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     }
+
+
+def is_headline(key, patterns=("*",)):
+    """Whether metric `key` matches one of `patterns` and may be a headline
+    (never `final_<metric>` or `epochs_trained`, see `headline_metrics`)."""
+    import fnmatch
+
+    return (not key.startswith("final_") and key != "epochs_trained"
+            and any(fnmatch.fnmatchcase(key, p) for p in patterns))
 
 
 def summary_markdown(run_dir, metrics, config_json):
