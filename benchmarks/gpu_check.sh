@@ -20,8 +20,9 @@
 # script goes on after a failed step and exits non-zero at the end if any
 # step failed. Expects the `.[gpu,bench]` extras installed beforehand.
 #
-# ZOO_GPU_CHECK_SMOKE=1 runs every step with tiny models and the `tiny`
-# benchmark sizes (matmul_peak and mlp_train only), so that the script
+# ZOO_GPU_CHECK_SMOKE=1 runs every step with tiny models, one forced
+# policy and the `tiny` matmul peak as the only benchmark,
+# so that the script
 # itself is tested on a CPU (tests/test_benchmarks.py) before the one
 # GPU run that counts.
 set -uo pipefail
@@ -33,16 +34,23 @@ failed=0
 if [ "${ZOO_GPU_CHECK_SMOKE:-0}" = 1 ]; then
     MLP=(--epochs 1 --data-option num_train=256 --set hidden_units=[8])
     GAN=(--epochs 1 --set latent_dim=8 --set generator_filters=8 --set discriminator_filters=8)
-    GPT=(--epochs 1 --set vocabulary_size=300 --set num_layers=1 --set num_heads=2 --set hidden_dim=16
-         --set intermediate_dim=32 --set max_sequence_length=64 --set sequence_length=16)
+    # 20,000 characters of the embedded corpus: a few dozen steps, not the whole corpus.
+    python -c "from zoo.data import text; import sys; sys.stdout.write('\n\n'.join(text.embedded_corpus().values())[:20000])" \
+        > "$OUT/corpus.txt"
+    GPT=(--epochs 1 --data "$OUT/corpus.txt" --set vocabulary_size=300 --set num_layers=1 --set num_heads=2
+         --set hidden_dim=16 --set intermediate_dim=32 --set max_sequence_length=64 --set sequence_length=16)
     GAN_PY='{"epochs": 1, "latent_dim": 8, "generator_filters": 8, "discriminator_filters": 8}'
-    BENCH=(--size tiny matmul_peak mlp_train)
+    BENCH=(--size tiny matmul_peak)  # mlp_train tiny: tests/test_benchmarks.py
+    # tests/test_precision.py trains every model under every policy; here one forced run
+    # shows that the loop and the flag work.
+    POLICIES=(mixed_float16)
 else
     MLP=(--epochs 2 --data-option num_train=4096)
     GAN=(--epochs 2)
     GPT=(--epochs 1 --set num_layers=2 --set sequence_length=128)
     GAN_PY='{"epochs": 2}'
     BENCH=(--quick matmul_peak precision_train gpt2_small mlp_train dcgan_train gpt2_train)
+    POLICIES=(float32 mixed_bfloat16 mixed_float16)
 fi
 
 step() {  # step NAME COMMAND...: runs COMMAND, logs to $OUT/logs/NAME.log
@@ -67,7 +75,7 @@ step dcgan python recipes/dcgan.py --strategy auto --mixed-precision auto "${GAN
 step gpt2_textgen python recipes/gpt2_textgen.py --strategy auto --mixed-precision auto \
     "${GPT[@]}" --run-dir "$OUT/runs/gpt2_textgen" --quiet
 # Each policy forced, with the XLA setting zoo pairs with it.
-for policy in float32 mixed_bfloat16 mixed_float16; do
+for policy in "${POLICIES[@]}"; do
     step "gpt2_textgen_$policy" python recipes/gpt2_textgen.py --strategy auto \
         --mixed-precision "$policy" "${GPT[@]}" \
         --run-dir "$OUT/runs/gpt2_textgen_$policy" --quiet

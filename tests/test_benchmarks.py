@@ -135,12 +135,10 @@ def test_gpu_check_script_runs_through_on_a_cpu(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "tensorflow" in (out / "devices.txt").read_text()
     runs = {line.split()[0]: line.split() for line in (out / "strategies.txt").read_text().splitlines()}
-    assert set(runs) == {"mlp_regressor", "dcgan", "gpt2_textgen", "gpt2_textgen_float32",
-                         "gpt2_textgen_mixed_bfloat16", "gpt2_textgen_mixed_float16", "dcgan_mirrored"}
-    for policy in ("float32", "mixed_bfloat16", "mixed_float16"):
-        assert runs[f"gpt2_textgen_{policy}"][3] == policy  # Forced, and recorded in env.json.
+    assert set(runs) == {"mlp_regressor", "dcgan", "gpt2_textgen", "gpt2_textgen_mixed_float16", "dcgan_mirrored"}
+    assert runs["gpt2_textgen_mixed_float16"][3] == "mixed_float16"  # Forced, and recorded in env.json.
     assert runs["dcgan_mirrored"][1] == "MirroredStrategy"
     assert runs["mlp_regressor"][1] != "MirroredStrategy"  # One device: never mirrored.
     [results] = glob.glob(str(out / "results" / "*.json"))
     with open(results) as f:
-        assert {"matmul_peak", "mlp_train"} <= set(json.load(f)["benchmarks"])
+        assert "matmul_peak" in json.load(f)["benchmarks"]
