@@ -21,7 +21,7 @@ LAYERS = [
     ("training", ("zoo.trainer", "zoo.callbacks", "zoo.tensorboard", "zoo.runs", "zoo.predict", "zoo.evaluate",
                   "zoo.folds", "zoo.compare", "zoo.exports", "zoo.compression")),
     ("models", ("zoo.models",)),
-    ("framework", ("zoo.registry", "zoo.task")),
+    ("framework", ("zoo.registry", "zoo.task", "zoo.task_types")),
     ("shared", ("zoo.data", "zoo.metrics", "zoo.hub", "zoo.inference")),
     ("base", ("zoo.config", "zoo.files", "zoo.quiet", "zoo.distribute", "zoo.workarounds",
               "zoo.precision")),
