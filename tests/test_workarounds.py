@@ -193,3 +193,30 @@ def test_saving_skipsets_fix_is_needed(tmp_path, monkeypatch):
     monkeypatch.setattr(Layer, "__init__", original)
     with open(tmp_path / "with.weights.h5", "rb") as a, open(tmp_path / "without.weights.h5", "rb") as b:
         assert len(a.read()) == len(b.read())  # The same file either way.
+
+
+def test_saved_model_variables_fix_is_needed(tmp_path):
+    """keras#23553: without the fix a SavedModel stores every weight twice;
+    with it once, and it still serves the same outputs."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from zoo import exports
+
+    workarounds.patch_saved_model_variables()
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.Dense(1)])
+    x = np.arange(6, dtype="float32").reshape(2, 3)
+
+    def stored_values(path):
+        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+        shapes = reader.get_variable_to_shape_map()
+        return sum(int(np.prod(s)) for k, s in shapes.items() if "VARIABLE_VALUE" in k)
+
+    exports._write_saved_model(model, str(tmp_path / "with"))
+    with workarounds.disabled("saved_model_variables"):
+        exports._write_saved_model(model, str(tmp_path / "without"))
+    assert stored_values(str(tmp_path / "with")) == model.count_params() == 21
+    assert stored_values(str(tmp_path / "without")) == 2 * model.count_params(), "Keras stores them once now"
+    served = tf.saved_model.load(str(tmp_path / "with")).signatures["serve"]
+    np.testing.assert_allclose(next(iter(served(tf.constant(x)).values())).numpy(), model(x).numpy(), rtol=1e-6)

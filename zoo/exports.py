@@ -40,6 +40,7 @@ from zoo import config as config_lib
 from zoo import quiet
 from zoo import registry
 from zoo import runs
+from zoo import workarounds
 from zoo.files import TMP_PREFIX, read_json, write_json
 
 FORMATS = ("saved_model", "litert", "onnx")
@@ -298,6 +299,7 @@ def _write_saved_model(serving, path, signatures=()):
     import keras
     from keras.src.export.export_utils import get_input_signature
 
+    workarounds.patch_saved_model_variables()  # One copy of each weight, not two (keras#23553).
     archive = keras.export.ExportArchive()
     archive.track(serving)
     archive.add_endpoint("serve", functools.partial(serving.__call__, training=False),
