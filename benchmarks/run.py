@@ -212,8 +212,9 @@ def render(document, markdown=False):
         for b in result.get("bars", []):
             mark = {True: "met", False: "MISSED", None: "not measured"}[b["met"]]
             sign = ">=" if b["higher_is_better"] else "<="
+            why = f" ({b['why']})" if b.get("why") else ""
             lines.append(f"{'- ' if markdown else '  '}bar: {b['name']}: {_fmt(b['value'])} "
-                         f"(target {sign} {_fmt(b['target'])}) {mark}")
+                         f"(target {sign} {_fmt(b['target'])}) {mark}{why}")
         for note in result.get("notes", []):
             lines.append(f"{'- ' if markdown else '  '}note: {note}")
         lines.append("")

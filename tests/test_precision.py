@@ -379,3 +379,7 @@ def test_precision_benchmark_runs_float32_against_auto(cache, monkeypatch):
     assert [b["name"] for b in result["bars"]] == [
         "mlp_regressor auto/float32 step time", "mlp_regressor loss after the same steps, auto vs float32"]
     assert any("noise" in n for n in result["notes"])
+    # The same training twice: the step bar is met by construction, and says why.
+    step_bar = result["bars"][0]
+    assert step_bar["met"] is True and "auto chose float32" in step_bar["why"]
+    assert "(auto chose float32" in bench.render({"benchmarks": {"precision_train": result}})
