@@ -30,6 +30,14 @@ import tempfile
 DISABLE_ENV = "ZOO_DISABLE_WORKAROUNDS"
 FIXES = ("symbolic_build", "scalar_reduce", "backup_and_restore", "saving_skipsets", "saved_model_variables")
 
+# The object types Keras' saving computes attribute skip sets for
+# (`saving_lib.get_attr_skipset`), all computed when `saving_skipsets` is applied.
+SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss", "Cross",
+                 "Feature")
+
+# Whether every skip set has been computed (`patch_saving_skipsets(warm=True)`).
+_WARM = []
+
 # name -> [(owner, attribute, original, patched)] for each applied fix.
 _APPLIED = {}
 
@@ -233,7 +241,7 @@ def patch_backup_and_restore():
     ])
 
 
-def patch_saving_skipsets():
+def patch_saving_skipsets(warm=False):
     """Makes Keras' saving compute each attribute skip set once.
 
     Keras 3.15's `saving_lib.get_attr_skipset` stores each object type's
@@ -244,7 +252,24 @@ def patch_saving_skipsets():
     on the Keras classes, so the patched function keeps each one. No
     upstream issue found (searched 2026-12-02); harmless once Keras reads
     the key it writes.
+
+    The first call with `warm=True` (every worker's first checkpoint)
+    computes the set of every type at once, not at the first save that
+    needs each: a reference `Optimizer` creates variables, under
+    `MultiWorkerMirroredStrategy` creating a variable is a collective that
+    every worker must join, and some saves (`model.keras`) run on the chief
+    alone. Not when the fix is applied: that comes before the strategy,
+    and creating a variable then would start TensorFlow before
+    `MultiWorkerMirroredStrategy` can configure its collectives.
     """
+    if warm and "saving_skipsets" in _APPLIED and not _WARM:
+        _WARM.append(True)
+        patched = _APPLIED["saving_skipsets"][0][3]
+        for obj_type in SKIPSET_TYPES:
+            try:
+                patched(obj_type)
+            except ValueError:  # A type this Keras does not know.
+                pass
     if _skip("saving_skipsets"):
         return
     try:
@@ -261,6 +286,8 @@ def patch_saving_skipsets():
         return kept[obj_type]
 
     _install("saving_skipsets", [(saving_lib, "get_attr_skipset", get_attr_skipset)])
+    if warm:
+        patch_saving_skipsets(warm=True)
 
 
 def patch_saved_model_variables():
