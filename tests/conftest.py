@@ -39,6 +39,24 @@ def tmp_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def layers_built(monkeypatch, action):
+    """The class names of the Keras layers that `action()` constructs."""
+    from keras.src.layers.layer import Layer
+
+    built, original = [], Layer.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Layer, "__init__", counting)
+    try:
+        action()
+    finally:
+        monkeypatch.setattr(Layer, "__init__", original)
+    return built
+
+
 def zoo_env(**extra):
     """The environment for a `zoo` subprocess of a test: 1 CPU thread pool."""
     env = dict(os.environ)

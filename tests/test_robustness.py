@@ -501,22 +501,13 @@ def test_checkpoint_writes_build_no_reference_objects(finished, tmp_path, monkey
     """Keras 3.15 recomputes its saving skip sets for every object of every
     save (a lookup under the wrong key); `Checkpoint` keeps them."""
     import numpy as np
-    from keras.src.layers.layer import Layer
 
+    from conftest import layers_built
     from zoo import callbacks
 
     model = zoo.load_model(str(finished / "model.keras"))
     callbacks._save_weights(model, str(tmp_path / "first.weights.h5"))
-    built, original = [], Layer.__init__
-
-    def counting(self, *args, **kwargs):
-        built.append(type(self).__name__)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Layer, "__init__", counting)
-    callbacks._save_weights(model, str(tmp_path / "second.weights.h5"))
-    monkeypatch.setattr(Layer, "__init__", original)
-    assert built == []
+    assert layers_built(monkeypatch, lambda: callbacks._save_weights(model, str(tmp_path / "second.weights.h5"))) == []
     # The file holds the model and its optimizer, as Keras' own save does.
     again = zoo.load_model(str(finished / "model.keras"))
     for variable in again.variables + again.optimizer.variables:

@@ -169,8 +169,8 @@ def test_saving_skipsets_fix_is_needed(tmp_path, monkeypatch):
     attribute skip sets again; with it a second save builds none."""
     import keras
     import numpy as np
-    from keras.src.layers.layer import Layer
 
+    from conftest import layers_built
     from zoo import callbacks
 
     workarounds.patch_saving_skipsets()
@@ -178,19 +178,10 @@ def test_saving_skipsets_fix_is_needed(tmp_path, monkeypatch):
     model.compile(optimizer="adam", loss="mse")
     model.fit(np.zeros((8, 3)), np.zeros((8, 1)), epochs=1, verbose=0)
     callbacks._save_weights(model, str(tmp_path / "first.weights.h5"))
-    built, original = [], Layer.__init__
-
-    def counting(self, *args, **kwargs):
-        built.append(type(self).__name__)
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(Layer, "__init__", counting)
-    callbacks._save_weights(model, str(tmp_path / "with.weights.h5"))
-    assert built == []
+    assert layers_built(monkeypatch, lambda: callbacks._save_weights(model, str(tmp_path / "with.weights.h5"))) == []
     with workarounds.disabled("saving_skipsets"):
-        callbacks._save_weights(model, str(tmp_path / "without.weights.h5"))
+        built = layers_built(monkeypatch, lambda: callbacks._save_weights(model, str(tmp_path / "without.weights.h5")))
     assert built, "Keras reads the skip sets it stores: remove the fix"
-    monkeypatch.setattr(Layer, "__init__", original)
     with open(tmp_path / "with.weights.h5", "rb") as a, open(tmp_path / "without.weights.h5", "rb") as b:
         assert len(a.read()) == len(b.read())  # The same file either way.
 

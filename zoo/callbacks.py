@@ -307,7 +307,8 @@ def _save_weights(model, path):
     try:
         from keras.src.saving import saving_lib
 
-        workarounds.patch_saving_skipsets(warm=True)
+        workarounds.patch_saving_skipsets()
+        workarounds.warm_saving_skipsets()
         buffer = io.BytesIO()
         store = saving_lib.H5IOStore(buffer, mode="w")
         saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",

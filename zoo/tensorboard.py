@@ -117,6 +117,7 @@ class TensorBoardLogger(_callback_base()):
         self.epoch = resume_epoch
         self._finished = resume_epoch  # The last epoch that ended, 1-based.
         self._summarized = resume_epoch  # The last epoch with summaries.
+        self._finite = True  # Whether the last epoch's logs were finite.
         self._summaries_end, self._summaries_seconds = None, 0.0
         if enabled:
             merge_events(logdir, resume_epoch, resume_step)
@@ -256,7 +257,7 @@ class TensorBoardLogger(_callback_base()):
         # A callback after this one may have stopped training at an epoch
         # without summaries: the last one that ended gets them, unless it
         # diverged.
-        if self.enabled and self._finished > self._summarized and getattr(self, "_finite", True):
+        if self.enabled and self._finished > self._summarized and self._finite:
             self._summaries(self._finished)
             self._flush()
         self.close()

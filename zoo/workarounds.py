@@ -31,12 +31,12 @@ DISABLE_ENV = "ZOO_DISABLE_WORKAROUNDS"
 FIXES = ("symbolic_build", "scalar_reduce", "backup_and_restore", "saving_skipsets", "saved_model_variables")
 
 # The object types Keras' saving computes attribute skip sets for
-# (`saving_lib.get_attr_skipset`), all computed when `saving_skipsets` is applied.
+# (`saving_lib.get_attr_skipset`), all computed by `warm_saving_skipsets`.
 SKIPSET_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss", "Cross",
                  "Feature")
 
-# Whether every skip set has been computed (`patch_saving_skipsets(warm=True)`).
-_WARM = []
+# obj_type -> its skip set, kept by the `saving_skipsets` fix.
+_SKIPSETS = {}
 
 # name -> [(owner, attribute, original, patched)] for each applied fix.
 _APPLIED = {}
@@ -241,7 +241,7 @@ def patch_backup_and_restore():
     ])
 
 
-def patch_saving_skipsets(warm=False):
+def patch_saving_skipsets():
     """Makes Keras' saving compute each attribute skip set once.
 
     Keras 3.15's `saving_lib.get_attr_skipset` stores each object type's
@@ -251,25 +251,8 @@ def patch_saving_skipsets(warm=False):
     visits: 25-45% of the time of a DCGAN's checkpoint. A set depends only
     on the Keras classes, so the patched function keeps each one. No
     upstream issue found (searched 2026-12-02); harmless once Keras reads
-    the key it writes.
-
-    The first call with `warm=True` (every worker's first checkpoint)
-    computes the set of every type at once, not at the first save that
-    needs each: a reference `Optimizer` creates variables, under
-    `MultiWorkerMirroredStrategy` creating a variable is a collective that
-    every worker must join, and some saves (`model.keras`) run on the chief
-    alone. Not when the fix is applied: that comes before the strategy,
-    and creating a variable then would start TensorFlow before
-    `MultiWorkerMirroredStrategy` can configure its collectives.
+    the key it writes. `warm_saving_skipsets` computes them all at once.
     """
-    if warm and "saving_skipsets" in _APPLIED and not _WARM:
-        _WARM.append(True)
-        patched = _APPLIED["saving_skipsets"][0][3]
-        for obj_type in SKIPSET_TYPES:
-            try:
-                patched(obj_type)
-            except ValueError:  # A type this Keras does not know.
-                pass
     if _skip("saving_skipsets"):
         return
     try:
@@ -277,17 +260,36 @@ def patch_saving_skipsets(warm=False):
     except ImportError:  # Keras' internals moved.
         return
     original = saving_lib.get_attr_skipset
-    kept = {}
 
     @functools.wraps(original)
     def get_attr_skipset(obj_type):
-        if obj_type not in kept:
-            kept[obj_type] = original(obj_type)
-        return kept[obj_type]
+        if obj_type not in _SKIPSETS:
+            _SKIPSETS[obj_type] = original(obj_type)
+        return _SKIPSETS[obj_type]
 
     _install("saving_skipsets", [(saving_lib, "get_attr_skipset", get_attr_skipset)])
-    if warm:
-        patch_saving_skipsets(warm=True)
+
+
+def warm_saving_skipsets():
+    """Computes the skip set of every type the `saving_skipsets` fix keeps.
+
+    `Checkpoint` calls this at each save, so every worker computes them all
+    at its first checkpoint, not each at the first save that needs it: a
+    reference `Optimizer` creates variables, under
+    `MultiWorkerMirroredStrategy` creating a variable is a collective that
+    every worker must join, and some saves (`model.keras`) run on the chief
+    alone. Not when the fix is applied: that comes before the strategy, and
+    creating a variable then would start TensorFlow before
+    `MultiWorkerMirroredStrategy` can configure its collectives. Once they
+    are kept, a call costs a few dictionary lookups.
+    """
+    if "saving_skipsets" not in _APPLIED:
+        return
+    kept_skipset = _APPLIED["saving_skipsets"][0][3]  # The patched function, also inside `disabled`.
+    for obj_type in SKIPSET_TYPES:
+        if obj_type not in _SKIPSETS:
+            with contextlib.suppress(ValueError):  # A type this Keras does not know.
+                kept_skipset(obj_type)
 
 
 def patch_saved_model_variables():
